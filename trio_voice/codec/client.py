@@ -1,0 +1,400 @@
+"""Client → server messages of protocol v1: one frozen class per ``type``, parsed by named constructors.
+
+``decode_text`` and ``decode_binary`` turn a received WebSocket frame into one of these classes or raise
+``RemoteProtocolError`` with a stable code (see ``codes.py`` and ``protocol/errors.md``) and, whenever
+the object could be read, the message's ``request_id``. ``encode_client`` is the inverse, for clients
+written in Python (the load-test tool, the tests). Nothing here does I/O.
+
+Each class has ``type`` (its wire name), ``from_json(obj, *, max_text_chars=None)`` and ``to_json()``.
+``None`` in an optional field means "absent": for ``session.update`` that is "leave unchanged".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from trio_voice.errors import RemoteProtocolError
+
+from . import codes
+from .fields import FieldReader, check_pcm16, read_request_id
+
+SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
+TURN_DETECTION_TYPES = ("server_vad", "none")
+MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
+MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
+MAX_ID_CHARS = 128  # a conversation id is a storage key, not a document
+
+
+def _audio_field() -> Any:
+    return attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+
+
+def _b64(audio: bytes) -> str:
+    return base64.b64encode(audio).decode("ascii")
+
+
+def _dump(type_: str, request_id: str | None, **fields: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"type": type_}
+    if request_id is not None:
+        obj["request_id"] = request_id
+    obj.update((name, value) for name, value in fields.items() if value is not None)
+    return obj
+
+
+def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
+    reader = FieldReader(obj, where=cls.type, request_id=read_request_id(obj))
+    reader.reject_unknown(known)
+    return reader
+
+
+@attrs.frozen
+class TurnDetection:
+    """How the server finds the end of a user's spoken turn (part of ``session.update``)."""
+
+    type: str = "server_vad"  # "server_vad": Silero VAD ends turns; "none": only input_audio.commit does
+    threshold: float | None = None  # speech probability 0..1 above which a chunk counts as speech
+    silence_ms: int | None = None  # silence that ends a turn
+    prefix_ms: int | None = None  # audio kept from before the detected speech start
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, reader: FieldReader) -> TurnDetection:
+        """Parse the ``turn_detection`` object; errors name it through the parent's ``reader``."""
+        sub = FieldReader(obj, where=f"{reader.where}: turn_detection", request_id=reader.request_id)
+        for name in obj:
+            if name not in ("type", "threshold", "silence_ms", "prefix_ms"):
+                raise sub.fail(name, "is not defined for this object")
+        type_ = sub.read_str("type", required=True, choices=TURN_DETECTION_TYPES)
+        assert type_ is not None
+        return cls(
+            type=type_,
+            threshold=sub.read_number("threshold", minimum=0.0, maximum=1.0),
+            silence_ms=sub.read_int("silence_ms", minimum=0, maximum=MAX_SILENCE_MS),
+            prefix_ms=sub.read_int("prefix_ms", minimum=0, maximum=MAX_PREFIX_MS),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        # The detection type travels in the same "type" key a message's wire type does.
+        return _dump(
+            self.type, None, threshold=self.threshold, silence_ms=self.silence_ms, prefix_ms=self.prefix_ms
+        )
+
+
+@attrs.frozen
+class SessionUpdate:
+    type: ClassVar[str] = "session.update"
+    instructions: str | None = None
+    conversation_id: str | None = None
+    input_sample_rate: int | None = None
+    turn_detection: TurnDetection | None = None
+    output_audio: bool | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> SessionUpdate:
+        known = ("instructions", "conversation_id", "input_sample_rate", "turn_detection", "output_audio")
+        r = _reader(cls, obj, known)
+        conversation_id = r.read_str("conversation_id", non_blank=True)
+        if conversation_id is not None and len(conversation_id) > MAX_ID_CHARS:
+            raise r.fail("conversation_id", f"must be at most {MAX_ID_CHARS} characters")
+        turn_detection = r.read_object("turn_detection")
+        return cls(
+            instructions=r.read_str("instructions", max_chars=max_text_chars),
+            conversation_id=conversation_id,
+            input_sample_rate=r.read_sample_rate("input_sample_rate", supported=SUPPORTED_SAMPLE_RATES),
+            turn_detection=None
+            if turn_detection is None
+            else TurnDetection.from_json(turn_detection, reader=r),
+            output_audio=r.read_bool("output_audio"),
+            request_id=r.request_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(
+            self.type,
+            self.request_id,
+            instructions=self.instructions,
+            conversation_id=self.conversation_id,
+            input_sample_rate=self.input_sample_rate,
+            turn_detection=None if self.turn_detection is None else self.turn_detection.to_json(),
+            output_audio=self.output_audio,
+        )
+
+
+@attrs.frozen
+class MessageCreate:
+    """A typed user message: starts a reply, cancelling a running one (reason ``new_message``)."""
+
+    type: ClassVar[str] = "message.create"
+    text: str
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> MessageCreate:
+        r = _reader(cls, obj, ("text",))
+        text = r.read_str("text", required=True, non_blank=True, max_chars=max_text_chars)
+        assert text is not None
+        return cls(text=text, request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, text=self.text)
+
+
+@attrs.frozen
+class Speak:
+    """Narration: synthesize ``text`` without the LLM, as a reply with the usual reply events."""
+
+    type: ClassVar[str] = "speak"
+    text: str
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Speak:
+        r = _reader(cls, obj, ("text",))
+        text = r.read_str("text", required=True, non_blank=True, max_chars=max_text_chars)
+        assert text is not None
+        return cls(text=text, request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, text=self.text)
+
+
+@attrs.frozen
+class ResponseCancel:
+    """Stop the running reply (or only the reply ``response_id``, if it is the one running)."""
+
+    type: ClassVar[str] = "response.cancel"
+    response_id: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> ResponseCancel:
+        r = _reader(cls, obj, ("response_id",))
+        return cls(response_id=r.read_str("response_id", non_blank=True), request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, response_id=self.response_id)
+
+
+@attrs.frozen
+class ResponseTruncate:
+    """The client played only the first ``audio_end_ms`` of reply ``response_id``'s audio."""
+
+    type: ClassVar[str] = "response.truncate"
+    response_id: str
+    audio_end_ms: int
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> ResponseTruncate:
+        r = _reader(cls, obj, ("response_id", "audio_end_ms"))
+        response_id = r.read_str("response_id", required=True, non_blank=True)
+        audio_end_ms = r.read_int("audio_end_ms", required=True, minimum=0)
+        assert response_id is not None and audio_end_ms is not None
+        return cls(response_id=response_id, audio_end_ms=audio_end_ms, request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, response_id=self.response_id, audio_end_ms=self.audio_end_ms)
+
+
+@attrs.frozen
+class Ping:
+    """Answered with ``pong``; also keeps an otherwise silent session from idling out."""
+
+    type: ClassVar[str] = "ping"
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Ping:
+        return cls(request_id=_reader(cls, obj, ()).request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id)
+
+
+@attrs.frozen
+class InputAudioAppend:
+    """Base64 PCM16LE mono audio at the session's input rate, appended to the input buffer."""
+
+    type: ClassVar[str] = "input_audio.append"
+    audio: bytes = _audio_field()
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> InputAudioAppend:
+        r = _reader(cls, obj, ("audio",))
+        return cls(audio=r.read_audio("audio"), request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, audio=_b64(self.audio))
+
+
+@attrs.frozen
+class InputAudioCommit:
+    """End the user's spoken turn now: transcribe the buffered audio and reply to it."""
+
+    type: ClassVar[str] = "input_audio.commit"
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> InputAudioCommit:
+        return cls(request_id=_reader(cls, obj, ()).request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id)
+
+
+@attrs.frozen
+class InputAudioClear:
+    """Drop the buffered input audio of the current (uncommitted) turn."""
+
+    type: ClassVar[str] = "input_audio.clear"
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> InputAudioClear:
+        return cls(request_id=_reader(cls, obj, ()).request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id)
+
+
+@attrs.frozen
+class Transcribe:
+    """One-shot speech-to-text of ``audio``, answered with ``transcript.final``; starts no reply."""
+
+    type: ClassVar[str] = "transcribe"
+    audio: bytes = _audio_field()
+    sample_rate: int | None = None  # None: the session's input_sample_rate
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Transcribe:
+        r = _reader(cls, obj, ("audio", "sample_rate"))
+        return cls(
+            audio=r.read_audio("audio"),
+            sample_rate=r.read_sample_rate("sample_rate", supported=SUPPORTED_SAMPLE_RATES),
+            request_id=r.request_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, audio=_b64(self.audio), sample_rate=self.sample_rate)
+
+
+@attrs.frozen
+class InputAudioFrame:
+    """A binary frame: raw PCM16LE mono audio at the session's input rate (same as ``input_audio.append``)."""
+
+    audio: bytes = _audio_field()
+    request_id: str | None = None  # binary frames cannot carry one; always None
+
+
+ClientMessage = (
+    SessionUpdate
+    | MessageCreate
+    | Speak
+    | ResponseCancel
+    | ResponseTruncate
+    | Ping
+    | InputAudioAppend
+    | InputAudioCommit
+    | InputAudioClear
+    | Transcribe
+    | InputAudioFrame
+)
+
+#: wire type → class, for every JSON client message.
+CLIENT_MESSAGE_TYPES: Mapping[str, Any] = {
+    cls.type: cls
+    for cls in (
+        SessionUpdate,
+        MessageCreate,
+        Speak,
+        ResponseCancel,
+        ResponseTruncate,
+        Ping,
+        InputAudioAppend,
+        InputAudioCommit,
+        InputAudioClear,
+        Transcribe,
+    )
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
+    """Parse one text frame into a client message.
+
+    Args:
+        text: the frame's payload.
+        max_text_chars: the longest ``text`` / ``instructions`` accepted (``Config.max_text_chars``).
+
+    Raises:
+        RemoteProtocolError: ``invalid_json``, ``invalid_message``, ``unknown_type``, ``invalid_field``,
+            ``text_too_long`` or ``invalid_audio``; ``request_id`` is set whenever it could be read,
+            ``close_code`` is always ``None`` (the session survives every one of these).
+    """
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError is a ValueError; RecursionError comes from absurdly deep nesting.
+        raise RemoteProtocolError(f"frame is not valid JSON: {exc}", code=codes.INVALID_JSON) from None
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(
+            f"a message must be a JSON object, not {type(obj).__name__}", code=codes.INVALID_MESSAGE
+        )
+    request_id = read_request_id(obj)
+    type_ = obj.get("type")
+    if not isinstance(type_, str):
+        raise RemoteProtocolError(
+            "a message needs a string field 'type'", code=codes.INVALID_MESSAGE, request_id=request_id
+        )
+    cls = CLIENT_MESSAGE_TYPES.get(type_)
+    if cls is None:
+        raise RemoteProtocolError(
+            f"unknown message type {type_!r}", code=codes.UNKNOWN_TYPE, request_id=request_id
+        )
+    return cls.from_json(obj, max_text_chars=max_text_chars)
+
+
+def decode_binary(data: bytes) -> InputAudioFrame:
+    """Parse one binary frame: raw PCM16LE mono audio at the session's input rate.
+
+    Raises:
+        RemoteProtocolError: ``invalid_audio`` if the frame is empty or has an odd byte length.
+    """
+
+    def fail(problem: str) -> RemoteProtocolError:
+        return RemoteProtocolError(f"binary frame {problem}", code=codes.INVALID_AUDIO)
+
+    check_pcm16(data, fail=fail)
+    return InputAudioFrame(audio=bytes(data))
+
+
+def check_frame_size(size: int, *, max_frame_bytes: int) -> None:
+    """Refuse a frame of ``size`` bytes if it is over ``max_frame_bytes`` (``Config.max_frame_bytes``).
+
+    The session calls this before decoding; the frame is then dropped and the session goes on.
+
+    Raises:
+        RemoteProtocolError: ``frame_too_large``.
+    """
+    if size > max_frame_bytes:
+        raise RemoteProtocolError(
+            f"frame of {size} bytes is larger than the limit of {max_frame_bytes} bytes; it was dropped",
+            code=codes.FRAME_TOO_LARGE,
+        )
+
+
+def encode_client(message: ClientMessage) -> str | bytes:
+    """Render a client message as a WebSocket frame payload: ``str`` for text, ``bytes`` for binary."""
+    if isinstance(message, InputAudioFrame):
+        return message.audio
+    return json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False)

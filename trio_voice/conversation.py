@@ -1,0 +1,53 @@
+"""Conversation memory around a turn: the LLM context before it, the stored record after it.
+
+Shared by every front end that runs turns (WebSocket sessions, HTTP streaming fallbacks), so that each
+stores replies the same way: as what was actually sent, marked interrupted unless it completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .errors import StorageError
+from .storage import ConversationStore
+from .turn import TurnRecord
+
+logger = logging.getLogger(__name__)
+
+
+async def context_for(
+    store: ConversationStore, conversation_id: str, user_text: str, *, instructions: str, limit: int
+) -> list[dict[str, str]]:
+    """Store the user's message and return the LLM messages: the instructions, then the recent history."""
+    await store.add_message(conversation_id, "user", user_text)
+    history = await store.history(conversation_id, limit=limit)
+    messages = [{"role": "system", "content": instructions}]
+    messages += [{"role": m.role, "content": m.text} for m in history if m.text]
+    return messages
+
+
+async def store_reply(
+    store: ConversationStore,
+    conversation_id: str,
+    response_id: str,
+    record: TurnRecord,
+    *,
+    status: str,
+    reason: str | None,
+    metrics: dict[str, Any],
+) -> None:
+    """Store what a reply actually sent, and its latency record. Storage failures are logged, not raised:
+    the reply has already been delivered."""
+    try:
+        if record.text:
+            await store.add_message(
+                conversation_id,
+                "assistant",
+                record.text,
+                interrupted=status != "completed",
+                response_id=response_id,
+            )
+        await store.record_turn(conversation_id, response_id, status=status, reason=reason, metrics=metrics)
+    except StorageError as exc:
+        logger.error("could not store reply %s of conversation %s: %s", response_id, conversation_id, exc)

@@ -1,0 +1,61 @@
+"""The engine seam: what a session needs from models, as protocols, and the bundle passed around.
+
+Engines are built once at start-up (``trio_voice.startup``) and shared by every session. Each real
+engine has a fake twin in ``trio_voice.testing`` with the same methods, so tests, benchmarks and the
+load-test tool can run the whole server with instant or scripted engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .storage import ConversationStore
+
+
+class ChatResultLike(Protocol):
+    text: str
+    tokens: int
+    finish_reason: str | None
+
+
+class LLM(Protocol):
+    async def stream_chat(
+        self, messages: Sequence[Mapping[str, str]], on_delta: Callable[[str], Awaitable[None]]
+    ) -> ChatResultLike: ...
+
+    async def check_ready(self) -> None: ...
+
+
+class TTS(Protocol):
+    sample_rate: int
+
+    async def synthesize(self, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None: ...
+
+
+class STT(Protocol):
+    sample_rate: int
+
+    async def transcribe(self, audio: np.ndarray) -> str: ...
+
+
+class VAD(Protocol):
+    """One detector state per session: ``probability`` of speech in a 512-sample 16 kHz chunk."""
+
+    def probability(self, chunk: np.ndarray) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class Engines:
+    llm: LLM
+    tts: TTS
+    store: ConversationStore
+    stt: STT | None = None
+    vad_factory: Callable[[], VAD] | None = None

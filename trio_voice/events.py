@@ -1,0 +1,134 @@
+"""Protocol-neutral server events: what sessions and turns say, before any renderer touches them.
+
+The turn pipeline and the session emit these; ``trio_voice.codec`` renders them for the native
+WebSocket protocol, and the HTTP streaming fallbacks render the same objects as SSE or NDJSON. No stage
+knows about sockets, JSON or base64.
+
+Reply events (``ReplyCreated`` … ``ReplyDone``) carry a ``response_id``; an interruption cancels the
+frames of a reply that have not been sent yet, never the ``ReplyDone`` that closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+# --- session ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionCreated:
+    session_id: str
+    conversation_id: str
+    config: Mapping[str, Any]
+
+
+@attrs.frozen
+class SessionUpdated:
+    conversation_id: str
+    config: Mapping[str, Any]
+
+
+@attrs.frozen
+class ErrorEvent:
+    """Something the client should know went wrong; ``code`` is stable (see protocol/errors.md)."""
+
+    code: str
+    message: str
+    response_id: str | None = None
+
+
+@attrs.frozen
+class WarningEvent:
+    """A degradation that did not stop the work (e.g. one phrase could not be synthesized)."""
+
+    code: str
+    message: str
+    response_id: str | None = None
+
+
+@attrs.frozen
+class Pong:
+    pass
+
+
+# --- voice input -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SpeechStarted:
+    audio_start_ms: int
+
+
+@attrs.frozen
+class SpeechStopped:
+    audio_end_ms: int
+
+
+@attrs.frozen
+class TranscriptPartial:
+    text: str
+
+
+@attrs.frozen
+class TranscriptFinal:
+    text: str
+
+
+# --- reply (one turn) ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReplyCreated:
+    response_id: str
+
+
+@attrs.frozen
+class TextDelta:
+    response_id: str
+    delta: str
+
+
+@attrs.frozen
+class PhraseReady:
+    response_id: str
+    index: int
+    text: str
+
+
+@attrs.frozen
+class AudioReady:
+    """PCM16LE mono audio of phrase ``index``; one phrase may arrive as several of these, in order."""
+
+    response_id: str
+    index: int
+    audio: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    sample_rate: int
+
+
+@attrs.frozen
+class ReplyDone:
+    """The last event of every reply. ``status`` is ``completed``, ``cancelled`` or ``failed``."""
+
+    response_id: str
+    status: str
+    reason: str | None
+    text: str
+    metrics: Mapping[str, Any]
+
+
+ReplyEvent = ReplyCreated | TextDelta | PhraseReady | AudioReady | ReplyDone
+ServerEvent = (
+    SessionCreated
+    | SessionUpdated
+    | ErrorEvent
+    | WarningEvent
+    | Pong
+    | SpeechStarted
+    | SpeechStopped
+    | TranscriptPartial
+    | TranscriptFinal
+    | ReplyEvent
+)

@@ -1,0 +1,65 @@
+"""The HTTP listener: the ASGI app of ``trio_voice.http`` served by hypercorn's trio worker.
+
+``serve_http`` is a ``serve_*`` function: it runs until cancelled and reports the real bound port with
+``task_status.started(port)`` (the config may ask for port 0). Cancelling it closes the listener and
+every connection at once; a running streamed reply is cancelled like any other turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+from trio_voice.config import Config
+from trio_voice.engines import Engines
+from trio_voice.telemetry import Telemetry
+
+from . import speech, status, streaming
+from .app import AppContext, make_app
+from .static import serve_static
+
+logger = logging.getLogger(__name__)
+
+ROUTES = (*status.ROUTES, *streaming.ROUTES, *speech.ROUTES)
+# Idle keep-alive connections are closed after this many seconds (hypercorn's default is 5).
+KEEP_ALIVE_TIMEOUT = 15.0
+
+
+def build_app(config: Config, engines: Engines, telemetry: Telemetry, sessions: Mapping[str, Any]) -> Any:
+    """The ASGI application (usable with any ASGI server; ``serve_http`` runs it on hypercorn)."""
+    return make_app(AppContext(config, engines, telemetry, sessions), ROUTES, fallback=serve_static)
+
+
+def hypercorn_config(config: Config) -> hypercorn.config.Config:
+    hc = hypercorn.config.Config()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hc.bind = [f"{host}:{config.http_port}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not hypercorn's stderr
+    hc.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    hc.graceful_timeout = 0.0  # shutdown is the server nursery's business (see config.shutdown_grace)
+    return hc
+
+
+async def serve_http(
+    config: Config,
+    engines: Engines,
+    telemetry: Telemetry,
+    sessions: Mapping[str, Any],
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the HTTP endpoints until cancelled; ``task_status.started(port)`` once listening."""
+    app = build_app(config, engines, telemetry, sessions)
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(partial(hypercorn.trio.serve, app, hypercorn_config(config)))
+        # hypercorn reports where it listens as URLs, e.g. "http://127.0.0.1:41234" or "http://[::1]:41234".
+        port = int(binds[0].rpartition(":")[2])
+        logger.debug("HTTP listener bound to %s", binds[0])
+        task_status.started(port)

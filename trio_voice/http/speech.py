@@ -1,0 +1,140 @@
+"""OpenAI-compatible speech endpoints: ``POST /v1/audio/speech`` (TTS) and ``/v1/audio/transcriptions`` (STT).
+
+They follow OpenAI's request and response shapes closely enough that its client libraries work when
+pointed at this server (``base_url=http://HOST:PORT/v1``). What this server cannot do is refused
+clearly rather than faked: one voice (``voice`` and ``model`` are accepted and ignored), ``wav`` or
+``pcm`` output only, ``speed`` 1.0 only, English transcription only (whisper tiny.en).
+
+Limits: a speech request body is at most ``max_frame_bytes``, its ``input`` at most ``max_text_chars``;
+an upload to transcribe at most ``max_frame_bytes * UPLOAD_FACTOR`` bytes (16 MiB by default: about 8
+minutes of 16 kHz 16-bit mono WAV).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+
+from trio_voice.audio import read_wav, resample, wav_bytes
+from trio_voice.codec import codes
+from trio_voice.codec.fields import FieldReader
+from trio_voice.errors import RemoteProtocolError
+
+from .app import AppContext, Request, Route
+from .forms import parse_form
+
+# Audio uploads may be this many times larger than a WebSocket frame.
+UPLOAD_FACTOR = 16
+SPEECH_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
+TRANSCRIPTION_FORMATS = ("json", "text")
+
+
+@attrs.frozen(kw_only=True)
+class SpeechRequest:
+    """The body of ``POST /v1/audio/speech``."""
+
+    input: str
+    response_format: str = "wav"
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int) -> SpeechRequest:
+        """Raises RemoteProtocolError: ``invalid_field`` or ``text_too_long``.
+
+        Unknown fields are ignored, as OpenAI clients send fields this server has no use for.
+        """
+        r = FieldReader(obj, where="speech request", request_id=None)
+        text = r.read_str("input", required=True, non_blank=True, max_chars=max_text_chars)
+        assert text is not None
+        r.read_str("model")
+        r.read_str("voice")
+        response_format = r.read_str("response_format", choices=SPEECH_FORMATS) or "wav"
+        speed = r.read_number("speed", minimum=0.25, maximum=4.0)
+        if speed is not None and speed != 1.0:
+            raise r.fail("speed", "must be 1.0: this server speaks at its voice's own pace")
+        return cls(input=text, response_format=response_format)
+
+
+async def speech(request: Request, ctx: AppContext) -> None:
+    """Synthesize ``input`` in full, then answer WAV, or raw PCM16LE with ``X-Sample-Rate``.
+
+    The whole clip is made before the answer starts, so a synthesis failure is a clean 500
+    (``tts_failed``) rather than a truncated 200.
+    """
+    config = ctx.config
+    spoken = SpeechRequest.from_json(
+        await request.json_object(limit=config.max_frame_bytes), max_text_chars=config.max_text_chars
+    )
+    tts = ctx.engines.tts
+    pcm = bytearray()
+
+    async def on_audio(chunk: bytes) -> None:
+        pcm.extend(chunk)
+
+    await tts.synthesize(spoken.input, on_audio)
+    headers = [("x-sample-rate", str(tts.sample_rate))]
+    if spoken.response_format == "pcm":
+        await request.respond(200, bytes(pcm), SPEECH_FORMATS["pcm"], headers)
+    else:
+        await request.respond(200, wav_bytes(bytes(pcm), tts.sample_rate), SPEECH_FORMATS["wav"], headers)
+
+
+@attrs.frozen(kw_only=True)
+class TranscriptionRequest:
+    """The form of ``POST /v1/audio/transcriptions``: a WAV ``file`` and options."""
+
+    audio: bytes
+    response_format: str = "json"
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, Any]) -> TranscriptionRequest:
+        """Raises RemoteProtocolError: ``invalid_field`` for a missing file or an unsupported option."""
+        if "file" not in form or not form["file"].data:
+            raise RemoteProtocolError("form field 'file' (a WAV file) is required", code=codes.INVALID_FIELD)
+        fields = {name: part.text() for name, part in form.items() if name != "file"}
+        r = FieldReader(fields, where="transcription request", request_id=None)
+        r.read_str("model")
+        response_format = r.read_str("response_format", choices=TRANSCRIPTION_FORMATS) or "json"
+        language = r.read_str("language")
+        if language is not None and language.lower() not in ("en", "english"):
+            raise r.fail("language", "must be 'en': this server's recognizer knows English only")
+        return cls(audio=form["file"].data, response_format=response_format)
+
+
+def decode_upload(data: bytes, sample_rate: int) -> np.ndarray:
+    """A WAV upload as float32 mono at ``sample_rate`` (``invalid_audio`` if it is not a PCM WAV)."""
+    try:
+        samples, rate = read_wav(data)
+    except ValueError as exc:
+        raise RemoteProtocolError(
+            f"form field 'file' is not a PCM WAV file: {exc}", code=codes.INVALID_AUDIO
+        ) from None
+    if samples.size == 0:
+        raise RemoteProtocolError("form field 'file' holds no audio", code=codes.INVALID_AUDIO)
+    return resample(samples, rate, sample_rate).astype(np.float32, copy=False)
+
+
+async def transcriptions(request: Request, ctx: AppContext) -> None:
+    stt = ctx.engines.stt
+    if stt is None:
+        raise RemoteProtocolError(
+            "this server was started without speech recognition", code="model_unavailable"
+        )
+    body = await request.body(limit=ctx.config.max_frame_bytes * UPLOAD_FACTOR)
+    asked = TranscriptionRequest.from_form(parse_form(body, request.header("content-type")))
+    # Decoding and resampling minutes of audio takes a while: off the event loop, like model work.
+    audio = await trio.to_thread.run_sync(decode_upload, asked.audio, stt.sample_rate)
+    text = await stt.transcribe(audio)
+    if asked.response_format == "text":
+        await request.respond(200, text.encode(), "text/plain; charset=utf-8")
+    else:
+        await request.respond_json(200, {"text": text})
+
+
+ROUTES = (
+    Route("POST", "/v1/audio/speech", speech),
+    Route("POST", "/v1/audio/transcriptions", transcriptions),
+)

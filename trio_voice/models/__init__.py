@@ -1,0 +1,1 @@
+"""Locating and preparing the embedded default models."""

@@ -1,0 +1,63 @@
+"""Running the server as a process: signals, graceful shutdown, the ready line, the exit code."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+
+import trio
+
+from .config import Config
+from .engines import Engines
+from .lifecycle import Shutdown
+from .server import Listening, serve
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_fake_engines(config: Config) -> AsyncIterator[Engines]:
+    """Instant fake models with a real store: for the capacity benchmark and load tests only."""
+    from .storage import open_store
+    from .testing import FakeLLM, FakeTTS, fake_voice_input
+
+    async with open_store(config.database) as store:
+        stt, vad_factory = fake_voice_input()
+        yield Engines(llm=FakeLLM(), tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
+
+
+async def _main(config: Config, fake_engines: bool) -> None:
+    async with AsyncExitStack() as stack:
+        engines = await stack.enter_async_context(open_fake_engines(config)) if fake_engines else None
+        shutdown = Shutdown()
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop(task_status: trio.TaskStatus[Listening]) -> None:
+                await serve(config, engines=engines, shutdown=shutdown, task_status=task_status)
+                nursery.cancel_scope.cancel()  # the server is done: stop watching for signals
+
+            nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
+            listening: Listening = await nursery.start(serve_then_stop)
+            print(f"trio-voice ready: {listening.ws_url}  {listening.http_url}/", flush=True)
+
+
+async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
+    """The first SIGINT/SIGTERM starts a graceful shutdown; a second one stops at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if shutdown.draining.is_set():
+                logger.warning("second %s: stopping now", name)
+                scope.cancel()
+                return
+            logger.info("received %s: shutting down gracefully", name)
+            shutdown.request()
+
+
+def run_server(config: Config, *, fake_engines: bool = False) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    trio.run(_main, config, fake_engines)
+    return 0

@@ -1,0 +1,99 @@
+"""The server: one root nursery holding the listeners and the engines' background tasks.
+
+::
+
+    serve(config)                      root nursery
+    ├── WebSocket listener             one task per connection → run_session
+    ├── HTTP listener                  health, metrics, fallbacks, demo page (trio_voice.http)
+    └── LLM child process              the embedded llama.cpp server, when no --llm-url is given
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import attrs
+import trio
+
+from .config import Config
+from .engines import Engines
+from .http import serve_http
+from .lifecycle import SessionRegistry, Shutdown
+from .startup import open_engines
+from .telemetry import Telemetry
+from .ws_server import serve_voice
+
+logger = logging.getLogger(__name__)
+
+# Seconds sessions get to send their last response.done and close, once the grace period is over.
+CLOSING_TIMEOUT = 3.0
+
+
+@attrs.frozen
+class Listening:
+    """Where a started server listens (ports are real even when the config asked for port 0)."""
+
+    host: str
+    ws_port: int
+    http_port: int | None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}/v1/voice"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+
+async def serve(
+    config: Config,
+    *,
+    engines: Engines | None = None,
+    telemetry: Telemetry | None = None,
+    shutdown: Shutdown | None = None,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server until cancelled, or until ``shutdown`` is requested and has run its course.
+
+    ``engines`` defaults to the real models (loaded here). ``task_status.started(Listening(...))`` is
+    called once every listener accepts connections. See ``trio_voice.lifecycle`` for the shutdown phases.
+    """
+    telemetry = telemetry or Telemetry()
+    shutdown = shutdown or Shutdown()
+    async with trio.open_nursery() as nursery:
+        if engines is None:
+            async with open_engines(config, nursery, telemetry) as real:
+                await _serve_with(config, real, telemetry, shutdown, task_status)
+        else:
+            await _serve_with(config, engines, telemetry, shutdown, task_status)
+        nursery.cancel_scope.cancel()  # the embedded LLM server, if any
+
+
+async def _serve_with(
+    config: Config,
+    engines: Engines,
+    telemetry: Telemetry,
+    shutdown: Shutdown,
+    task_status: trio.TaskStatus[Listening],
+) -> None:
+    sessions = SessionRegistry()
+    async with trio.open_nursery() as session_nursery:
+        async with trio.open_nursery() as listeners:
+            ws_port = await listeners.start(
+                partial(serve_voice, config, engines, telemetry, sessions, shutdown, handler_nursery=session_nursery)
+            )
+            http_port = await listeners.start(partial(serve_http, config, engines, telemetry, sessions))
+            listening = Listening(config.host, ws_port, http_port)
+            logger.info("listening: %s and %s", listening.ws_url, listening.http_url)
+            task_status.started(listening)
+            await shutdown.draining.wait()
+            logger.info("shutting down: no new connections; %d session(s) finishing their replies", len(sessions))
+            listeners.cancel_scope.cancel()
+        with trio.move_on_after(config.shutdown_grace):
+            await sessions.wait_empty()
+        shutdown.closing.set()
+        with trio.move_on_after(CLOSING_TIMEOUT):
+            await sessions.wait_empty()
+        session_nursery.cancel_scope.cancel()

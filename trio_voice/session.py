@@ -1,0 +1,582 @@
+"""One client session, as a nursery: receive, send, converse (and listen, for voice input).
+
+::
+
+    run_session(ws, ...)          ends when the client goes; cancels everything it started
+    ├── receive_task    decode client frames → session updates, turn requests, audio
+    ├── send_task       the only writer to the socket: stamps seq, keeps a bounded replay buffer
+    ├── converse_task   one turn at a time; a new request first cancels the running turn
+    ├── listen_task     VAD + streaming STT (trio_voice.listen), when the server has STT engines
+    └── heartbeat_task  WebSocket ping; closes a connection that stops answering
+
+Interruption is ``TurnHandle.cancel(reason)``: one cancel scope around one turn nursery. The turn's
+``response.done`` is sent by ``converse_task`` after that nursery has exited, through the same
+unbuffered channel as every other event, so nothing of a reply can follow its ``response.done``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from . import codec
+from .config import Config
+from .conversation import context_for, store_reply
+from .engines import Engines
+from .errors import EngineError, RemoteProtocolError, StorageError
+from .events import (
+    ErrorEvent,
+    Pong,
+    ReplyDone,
+    SessionCreated,
+    SessionUpdated,
+)
+from .lifecycle import SessionRegistry, Shutdown
+from .limits import TokenBucket
+from .listen import AudioIn, Clear, Commit, ListenItem, TranscribeClip, listen_task
+from .telemetry import Telemetry
+from .turn import TurnRecord, TurnRequest, run_turn
+
+logger = logging.getLogger(__name__)
+
+# Seconds of audio a client may send at once beyond the real-time budget (network jitter, reconnects).
+AUDIO_BURST_S = 2.0
+# Seconds a closing handshake may take before the connection is dropped.
+CLOSE_TIMEOUT = 2.0
+# Errors a flood would repeat for every frame: sent at most once per second each.
+THROTTLED_ERRORS = frozenset({"rate_limited", "audio_rate_exceeded"})
+# Turn records kept per session so a late ``response.truncate`` can still find its reply.
+KEPT_TURN_RECORDS = 16
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@attrs.frozen
+class Outgoing:
+    """An event on its way to the socket, with the client ``request_id`` that caused it."""
+
+    event: Any
+    request_id: str | None = None
+
+
+@attrs.frozen
+class CloseConnection:
+    """Not an event: tells the writer to close the socket after everything queued before it."""
+
+    code: int
+    reason: str
+
+
+@attrs.frozen
+class PendingTurn:
+    kind: str  # "chat" or "speak"
+    text: str
+    request_id: str | None
+    started_at: float
+    speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # voice turns: VAD/STT times
+
+
+@attrs.define
+class TurnHandle:
+    """The running turn: its cancel scope and why it was cancelled."""
+
+    response_id: str
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    reason: str | None = None
+    speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
+    finished: trio.Event = attrs.field(factory=trio.Event)
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+
+@attrs.define
+class SessionState:
+    """The few facts a session's tasks share. Read by ``/v1/sessions``; written only by its own tasks."""
+
+    session_id: str
+    conversation_id: str
+    instructions: str
+    output_audio: bool = True
+    input_sample_rate: int = 16000
+    turn_detection: dict[str, Any] = attrs.field(factory=dict)
+    current_turn: TurnHandle | None = None
+    turn_counts: Counter[str] = attrs.field(factory=Counter)
+    records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
+    created_at: float = attrs.field(factory=time.time)
+    activity: str = "idle"  # idle | responding | listening
+
+    def config_view(self) -> dict[str, Any]:
+        return {
+            "instructions": self.instructions,
+            "output_audio": self.output_audio,
+            "input_sample_rate": self.input_sample_rate,
+            "turn_detection": dict(self.turn_detection),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "conversation_id": self.conversation_id,
+            "age_s": round(time.time() - self.created_at, 1),
+            "state": self.activity,
+            "turns": dict(self.turn_counts),
+        }
+
+
+async def run_session(
+    ws: WebSocketConnection,
+    *,
+    engines: Engines,
+    config: Config,
+    telemetry: Telemetry,
+    sessions: SessionRegistry | None = None,
+    shutdown: Shutdown | None = None,
+) -> None:
+    """Serve one connected client until it goes away (or idles out); every task it started is gone after.
+
+    Error handling: protocol errors become ``error`` events and the session goes on; engine failures
+    fail one reply; a closed connection is a normal end. Anything else propagates to the server's
+    connection handler, which logs it and ends this session only.
+    """
+    conversation_id = await engines.store.create_conversation()
+    state = SessionState(
+        session_id=new_id("sess"),
+        conversation_id=conversation_id,
+        instructions=config.system_prompt,
+        input_sample_rate=config.input_sample_rate,
+        turn_detection={
+            "type": "server_vad" if engines.stt is not None else "none",
+            "threshold": config.vad_threshold,
+            "silence_ms": config.vad_silence_ms,
+            "prefix_ms": config.vad_prefix_ms,
+        },
+    )
+    log = logging.LoggerAdapter(logger, {"session_id": state.session_id})
+    log.info("session %s opened (conversation %s)", state.session_id, conversation_id)
+    if sessions is not None:
+        sessions.add(state)
+    telemetry.session_opened()
+    try:
+        async with trio.open_nursery() as nursery:
+            out_tx, out_rx = trio.open_memory_channel[Outgoing](0)
+            turn_tx, turn_rx = trio.open_memory_channel[PendingTurn](0)
+            end_session = nursery.cancel_scope.cancel
+            nursery.start_soon(partial(send_task, ws, out_rx, on_closed=end_session, config=config))
+            await out_tx.send(
+                Outgoing(SessionCreated(state.session_id, conversation_id, state.config_view()))
+            )
+            audio_tx, audio_rx = trio.open_memory_channel[ListenItem](config.audio_buffer)
+            ctx = SessionContext(
+                state,
+                engines,
+                config,
+                telemetry,
+                out_tx.clone(),
+                turn_tx.clone(),
+                shutdown or Shutdown(),
+                audio_tx if engines.stt is not None else None,
+                TokenBucket(rate=config.max_audio_realtime_factor, burst=AUDIO_BURST_S),
+            )
+            nursery.start_soon(partial(converse_task, turn_rx, ctx=ctx))
+            if engines.stt is not None and engines.vad_factory is not None:
+                nursery.start_soon(partial(listen_task, audio_rx, ctx=ctx))
+            else:
+                audio_rx.close()
+            if shutdown is not None:
+                nursery.start_soon(partial(shutdown_task, shutdown, ctx=ctx))
+            if config.heartbeat_interval > 0:
+                nursery.start_soon(partial(heartbeat_task, ws, ctx=ctx, interval=config.heartbeat_interval))
+            with out_tx, turn_tx, audio_tx:
+                await receive_task(ws, ctx=ctx)
+            end_session()
+    finally:
+        if sessions is not None:
+            sessions.remove(state.session_id)
+        telemetry.session_closed()
+        log.info("session %s closed after %s", state.session_id, dict(state.turn_counts) or "no turns")
+
+
+@attrs.frozen
+class SessionContext:
+    """What the tasks of one session share: its state, the engines, and the two ways in to the writer."""
+
+    state: SessionState
+    engines: Engines
+    config: Config
+    telemetry: Telemetry
+    out_tx: trio.MemorySendChannel[Outgoing]
+    turn_tx: trio.MemorySendChannel[PendingTurn]
+    shutdown: Shutdown
+    audio_tx: trio.MemorySendChannel[ListenItem] | None = None
+    audio_budget: TokenBucket = attrs.field(factory=lambda: TokenBucket(rate=1.0, burst=1.0))
+
+    async def send(self, event: Any, request_id: str | None = None) -> None:
+        await self.out_tx.send(Outgoing(event, request_id))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection once everything queued so far is sent; the session then ends."""
+        await self.out_tx.send(Outgoing(CloseConnection(code, reason)))
+
+    async def error(
+        self, exc: RemoteProtocolError | EngineError | StorageError, request_id: str | None = None
+    ) -> None:
+        self.telemetry.error(exc.code)
+        await self.send(ErrorEvent(exc.code, exc.message), request_id)
+
+    async def start_turn(
+        self,
+        kind: str,
+        text: str,
+        request_id: str | None,
+        *,
+        started_at: float | None = None,
+        marks: Mapping[str, float] | None = None,
+    ) -> None:
+        """Cancel the running turn (a new request always wins) and queue the new one.
+
+        ``started_at`` is when the user finished asking (default: now); voice turns pass the end of
+        speech and their VAD/STT ``marks``, so every latency is measured from what the user felt.
+        """
+        if self.shutdown.draining.is_set():
+            await self.send(ErrorEvent("shutting_down", "the server is shutting down; no new replies"), request_id)
+            return
+        if self.state.current_turn is not None:
+            self.state.current_turn.cancel("new_message")
+        at = trio.current_time() if started_at is None else started_at
+        await self.turn_tx.send(PendingTurn(kind, text, request_id, at, dict(marks or {})))
+
+
+async def send_task(
+    ws: WebSocketConnection,
+    out_rx: trio.MemoryReceiveChannel[Outgoing],
+    *,
+    on_closed: Any,
+    config: Config,
+) -> None:
+    """The only writer to the socket: numbers events 1, 2, 3, … and keeps the last few for resuming."""
+    replay: deque[str] = deque(maxlen=config.replay_buffer)
+    seq = 0
+    async with out_rx:
+        async for item in out_rx:
+            if isinstance(item.event, CloseConnection):
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    try:
+                        await ws.aclose(item.event.code, item.event.reason)
+                    except ConnectionClosed:
+                        pass
+                on_closed()
+                return
+            seq += 1
+            text = codec.encode_event(item.event, seq=seq, request_id=item.request_id)
+            replay.append(text)
+            try:
+                await ws.send_message(text)
+            except ConnectionClosed:
+                on_closed()
+                return
+
+
+async def shutdown_task(shutdown: Shutdown, *, ctx: SessionContext) -> None:
+    """Graceful shutdown, as this session sees it: finish the running reply, then close with 1001.
+
+    When the server's grace period ends first (``closing``), the reply is cancelled with reason
+    ``shutdown``; its ``response.done`` still goes out before the close.
+    """
+    await shutdown.draining.wait()
+    turn = ctx.state.current_turn
+    if turn is not None:
+        async with trio.open_nursery() as race:
+
+            async def cancel_at_closing() -> None:
+                await shutdown.closing.wait()
+                turn.cancel("shutdown")
+
+            race.start_soon(cancel_at_closing)
+            await turn.finished.wait()
+            race.cancel_scope.cancel()
+    await ctx.close(1001, "server shutting down")
+
+
+async def heartbeat_task(ws: WebSocketConnection, *, ctx: SessionContext, interval: float) -> None:
+    """Ping every ``interval`` seconds; a peer that does not answer within one interval is gone."""
+    while True:
+        await trio.sleep(interval)
+        with trio.move_on_after(interval) as waiting:
+            try:
+                await ws.ping()
+            except ConnectionClosed:
+                return
+        if waiting.cancelled_caught:
+            logger.info("session %s: no pong within %.0f s; closing", ctx.state.session_id, interval)
+            await ctx.close(1001, "heartbeat timeout")
+            return
+
+
+async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext) -> None:
+    """Read client frames until the connection ends or idles out; dispatch each decoded message."""
+    config = ctx.config
+    messages = TokenBucket(rate=config.max_messages_per_second, burst=config.max_messages_per_second)
+    throttled: dict[str, float] = {}  # error code → when it was last sent
+    while True:
+        with trio.move_on_after(config.idle_timeout) as idle:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed:
+                return
+        if idle.cancelled_caught:
+            await ctx.send(ErrorEvent("idle_timeout", f"no message for {config.idle_timeout:g} s"))
+            await ctx.close(1000, "idle timeout")
+            await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+        try:
+            codec.check_frame_size(
+                len(frame) if isinstance(frame, bytes) else len(frame.encode()),
+                max_frame_bytes=config.max_frame_bytes,
+            )
+            if isinstance(frame, bytes):
+                message: Any = codec.decode_binary(frame)
+            else:
+                message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
+                # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
+                if not isinstance(message, codec.InputAudioAppend) and not messages.take(trio.current_time()):
+                    raise RemoteProtocolError(
+                        f"more than {config.max_messages_per_second:g} messages per second; message dropped",
+                        code="rate_limited",
+                        request_id=message.request_id,
+                    )
+            await dispatch(message, ctx=ctx)
+        except RemoteProtocolError as exc:
+            if exc.code in THROTTLED_ERRORS:
+                now = trio.current_time()
+                if now - throttled.get(exc.code, -math.inf) < 1.0:
+                    continue
+                throttled[exc.code] = now
+            await ctx.error(exc, exc.request_id)
+            if exc.close_code is not None:
+                await ctx.close(exc.close_code, exc.message[:120])
+                await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+
+
+async def dispatch(message: Any, *, ctx: SessionContext) -> None:
+    """Act on one decoded client message."""
+    state = ctx.state
+    rid = message.request_id
+    match message:
+        case codec.Ping():
+            await ctx.send(Pong(), rid)
+        case codec.MessageCreate(text=text):
+            await ctx.start_turn("chat", text, rid)
+        case codec.Speak(text=text):
+            await ctx.start_turn("speak", text, rid)
+        case codec.ResponseCancel(response_id=response_id):
+            turn = state.current_turn
+            if turn is None or (response_id is not None and response_id != turn.response_id):
+                raise RemoteProtocolError(
+                    "no reply is running with that id", code="no_active_response", request_id=rid
+                )
+            turn.cancel("client_cancelled")
+        case codec.SessionUpdate():
+            await update_session(message, ctx=ctx)
+        case codec.ResponseTruncate(response_id=response_id, audio_end_ms=audio_end_ms):
+            await truncate_reply(response_id, audio_end_ms, rid, ctx=ctx)
+        case _:
+            await dispatch_audio(message, ctx=ctx)
+
+
+async def dispatch_audio(message: Any, *, ctx: SessionContext) -> None:
+    """Hand voice input to the session's listener, within the audio rate limit."""
+    rid = message.request_id
+    if ctx.audio_tx is None:
+        raise RemoteProtocolError(
+            f"{type(message).__name__} needs voice input, which this server was started without",
+            code="unsupported",
+            request_id=rid,
+        )
+    match message:
+        case codec.InputAudioFrame() | codec.InputAudioAppend():
+            seconds = len(message.audio) / 2 / ctx.state.input_sample_rate
+            if not ctx.audio_budget.take(trio.current_time(), seconds):
+                raise RemoteProtocolError(
+                    f"audio is arriving faster than {ctx.config.max_audio_realtime_factor:g}x real time; frame dropped",
+                    code="audio_rate_exceeded",
+                    request_id=rid,
+                )
+            await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
+        case codec.InputAudioCommit():
+            await ctx.audio_tx.send(Commit(rid))
+        case codec.InputAudioClear():
+            await ctx.audio_tx.send(Clear(rid))
+        case codec.Transcribe():
+            await ctx.audio_tx.send(
+                TranscribeClip(message.audio, message.sample_rate or ctx.state.input_sample_rate, rid)
+            )
+
+
+async def update_session(message: Any, *, ctx: SessionContext) -> None:
+    state = ctx.state
+    if message.conversation_id is not None and message.conversation_id != state.conversation_id:
+        if not await ctx.engines.store.conversation_exists(message.conversation_id):
+            raise RemoteProtocolError(
+                f"no conversation {message.conversation_id!r}",
+                code="conversation_not_found",
+                request_id=message.request_id,
+            )
+        state.conversation_id = message.conversation_id
+    if message.instructions is not None:
+        state.instructions = message.instructions
+    if message.output_audio is not None:
+        state.output_audio = message.output_audio
+    if message.input_sample_rate is not None:
+        state.input_sample_rate = message.input_sample_rate
+    if message.turn_detection is not None:
+        state.turn_detection.update(
+            {k: v for k, v in attrs.asdict(message.turn_detection).items() if v is not None}
+        )
+    await ctx.send(SessionUpdated(state.conversation_id, state.config_view()), message.request_id)
+
+
+async def truncate_reply(
+    response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext
+) -> None:
+    """The client heard only ``audio_end_ms`` of a reply: keep only those words in the conversation."""
+    found = ctx.state.records.get(response_id)
+    if found is None:
+        raise RemoteProtocolError(
+            f"no recent reply {response_id!r}", code="response_not_found", request_id=request_id
+        )
+    _, record = found
+    heard = record.heard_text(audio_end_ms)
+    if audio_end_ms < record.audio_ms:
+        await ctx.engines.store.update_message_text(response_id, heard, interrupted=True)
+
+
+async def converse_task(turn_rx: trio.MemoryReceiveChannel[PendingTurn], *, ctx: SessionContext) -> None:
+    """Run turns one at a time, in arrival order."""
+    async with turn_rx:
+        async for pending in turn_rx:
+            await run_one_turn(pending, ctx=ctx)
+
+
+async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
+    """One reply from request to ``response.done``, with its storage and metrics.
+
+    Resource handling: the turn runs inside ``handle.scope``; whatever ends it (completion, a cancel, an
+    LLM failure, the session going away), its ``response.done`` is emitted and the assistant message is
+    stored as what was actually sent.
+    """
+    state, config = ctx.state, ctx.config
+    handle = TurnHandle(response_id=new_id("resp"))
+    state.current_turn = handle
+    state.activity = "responding"
+    record = TurnRecord(started_at=pending.started_at)
+    record.marks.update(pending.speech_marks)
+    status, reason = "cancelled", "client_disconnected"
+    emit = partial(_emit, ctx.out_tx, pending.request_id)
+    conversation_id = state.conversation_id
+    metrics: dict[str, Any] | None = None
+    try:
+        with handle.scope:
+            messages: list[dict[str, str]] = []
+            if pending.kind == "chat":
+                messages = await context_for(
+                    ctx.engines.store,
+                    conversation_id,
+                    pending.text,
+                    instructions=state.instructions,
+                    limit=config.history_messages,
+                )
+            request = TurnRequest(
+                response_id=handle.response_id,
+                kind=pending.kind,
+                text=pending.text,
+                messages=messages,
+                started_at=pending.started_at,
+                output_audio=state.output_audio,
+            )
+            try:
+                await run_turn(
+                    request, emit, llm=ctx.engines.llm, tts=ctx.engines.tts, config=config, record=record
+                )
+            except EngineError as exc:
+                status, reason = "failed", exc.code
+                logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
+                await ctx.error(exc, pending.request_id)
+            else:
+                status, reason = "completed", None
+        if handle.scope.cancelled_caught:
+            status, reason = "cancelled", handle.reason
+        metrics = turn_metrics(record, handle)
+        await emit(ReplyDone(handle.response_id, status, reason, record.text, metrics))
+    finally:
+        handle.finished.set()
+        state.current_turn = None
+        state.activity = "idle"
+        state.turn_counts[status] += 1
+        state.records[handle.response_id] = (conversation_id, record)
+        while len(state.records) > KEPT_TURN_RECORDS:
+            state.records.popitem(last=False)
+        if metrics is None:
+            metrics = turn_metrics(record, handle)
+        ctx.telemetry.turn_done(status, reason, metrics)
+        logger.info(
+            "session %s: reply %s %s%s: %s",
+            state.session_id,
+            handle.response_id,
+            status,
+            f" ({reason})" if reason else "",
+            " ".join(f"{k}={v}" for k, v in metrics.items() if v is not None),
+        )
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await store_reply(
+                ctx.engines.store,
+                conversation_id,
+                handle.response_id,
+                record,
+                status=status,
+                reason=reason,
+                metrics=metrics,
+            )
+
+
+def turn_metrics(record: TurnRecord, handle: TurnHandle) -> dict[str, Any]:
+    """Everything ``response.done.metrics`` reports, in milliseconds."""
+    metrics: dict[str, Any] = record.metrics() | voice_metrics(record)
+    if handle.speech_started_at is not None:
+        # Barge-in: from the start of the user's speech to now, when nothing more of this reply is sent.
+        metrics["interruption_ms"] = round((trio.current_time() - handle.speech_started_at) * 1000, 1)
+    return metrics
+
+
+def voice_metrics(record: TurnRecord) -> dict[str, float]:
+    """A spoken turn's extra latencies: its clock starts at the end of the user's speech."""
+    marks = record.marks
+    if "speech_end" not in marks:
+        return {}
+
+    def ms(a: str, b: str) -> float | None:
+        return round((marks[b] - marks[a]) * 1000, 1) if a in marks and b in marks else None
+
+    out = {
+        "speech_end_to_final_ms": ms("speech_end", "transcript_final"),
+        "vad_hangover_ms": ms("speech_end", "vad_decided"),
+        "voice_to_voice_ms": ms("speech_end", "first_audio"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+async def _emit(out_tx: trio.MemorySendChannel[Outgoing], request_id: str | None, event: Any) -> None:
+    await out_tx.send(Outgoing(event, request_id))

@@ -1,0 +1,97 @@
+"""Building the real engines once at start-up: the models from their packages, the LLM, the store.
+
+Nothing here downloads anything: the Piper voice, whisper tiny.en (converted once into the cache dir)
+and the SmolLM2 GGUF all come from installed packages; the embedded LLM is llama.cpp's own server,
+started as a supervised child in the server nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import attrs
+import trio
+
+from .config import Config
+from .engines import Engines
+from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
+from .llm.client import make_http_client
+from .storage import open_store
+from .telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+# Connect timeout for LLM HTTP calls; read timeouts are the turn's (first-token and stall deadlines).
+LLM_CONNECT_TIMEOUT = 5.0
+
+
+@attrs.define
+class Loaded:
+    """Engines as they finish loading in parallel."""
+
+    tts: object = None
+    stt: object = None
+    vad_factory: object = None
+
+
+@asynccontextmanager
+async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemetry) -> AsyncIterator[Engines]:
+    """Load every real engine (in parallel where it helps) and close them on exit.
+
+    The embedded LLM server, when no ``llm_url`` is configured, runs in ``nursery`` (the server's), so
+    it outlives this context only as long as the server does.
+    """
+    async with (
+        open_store(config.database) as store,
+        make_http_client(connect_timeout=LLM_CONNECT_TIMEOUT) as http,
+    ):
+        loaded = Loaded()
+        # The LLM child starts in the server nursery first (a failure there is raised as is), while the
+        # Piper voice and whisper load in threads beside it.
+        async with trio.open_nursery() as loading:
+            loading.start_soon(_load_tts, config, loaded)
+            loading.start_soon(_load_stt, config, loaded)
+        if config.llm_url is None:
+            stats = EmbeddedLLMStats()
+            base_url = await nursery.start(partial(serve_embedded_llm, config, stats))
+            telemetry.watch_llm_restarts(lambda: stats.restarts)
+            api, model = "openai", config.llm_model
+        else:
+            base_url, api, model = config.llm_url, config.llm_api, config.llm_model
+        llm = LLMClient(
+            http,
+            base_url=base_url,
+            api=api,
+            model=model,
+            api_key=config.llm_api_key,
+            max_tokens=config.llm_max_tokens,
+            temperature=config.llm_temperature,
+        )
+        logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, loaded.tts.sample_rate)  # type: ignore[attr-defined]
+        yield Engines(llm=llm, tts=loaded.tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
+
+
+async def _load_tts(config: Config, loaded: Loaded) -> None:
+    from .tts import Synthesizer
+
+    loaded.tts = await trio.to_thread.run_sync(
+        partial(
+            Synthesizer.load, config.tts_model, instances=config.tts_instances, threads=config.tts_threads
+        )
+    )
+
+
+async def _load_stt(config: Config, loaded: Loaded) -> None:
+    """whisper.cpp (converting the packaged tiny.en once, into the cache dir) and Silero VAD."""
+    from .models.whisper_ggml import ensure_whisper_model
+    from .stt import Recognizer
+    from .vad import SileroVAD
+
+    model = config.stt_model
+    if model is None:
+        model = await trio.to_thread.run_sync(ensure_whisper_model, config.data_dir / "models")
+    loaded.stt = await trio.to_thread.run_sync(partial(Recognizer.load, model, threads=config.stt_threads))
+    loaded.vad_factory = SileroVAD

@@ -1,0 +1,363 @@
+"""Conversation storage: conversations, messages and per-turn latency records in one SQLite file.
+
+``ConversationStore`` is the interface the server uses; ``SQLiteStore`` (opened with ``open_store``) is the
+default implementation. A PostgreSQL implementation for multi-instance deployments can sit beside it: the
+interface speaks only of ids, plain values and ``StoredMessage`` records, never of SQL or connections.
+
+Resource handling: one ``sqlite3`` connection per store, opened with ``check_same_thread=False`` and used
+only from worker threads started by ``trio.to_thread.run_sync`` behind a ``CapacityLimiter(1)``, so exactly
+one statement runs at a time and writers are serialized without a writer task. The file is in WAL mode, so
+other processes (a stats tool, a backup) can read while the server writes.
+
+Error handling: every ``sqlite3`` and ``OSError`` failure becomes a ``StorageError`` in ``_storage_errors``,
+the one place that maps them. Passing a role that is not ``user``, ``assistant`` or ``system`` is the
+caller's bug and raises ``ValueError``.
+
+Cancellation: a store call that has reached its worker thread runs to the end (``abandon_on_cancel`` is
+off), so a write is never half done and the connection is never used by two threads at once; the calls
+are short, so this delays a cancellation by a few milliseconds at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import trio
+
+from .errors import StorageError
+
+__all__ = ["ROLES", "SCHEMA_VERSION", "ConversationStore", "SQLiteStore", "StoredMessage", "open_store"]
+
+T = TypeVar("T")
+
+ROLES = frozenset({"user", "assistant", "system"})
+
+# Bumped whenever _MIGRATIONS grows; stored in the file as PRAGMA user_version.
+SCHEMA_VERSION = 1
+
+# Seconds a connection waits on another process's lock before failing with "database is locked".
+BUSY_TIMEOUT = 5.0
+
+# Migration N takes a file from user_version N-1 to N. Each runs in one transaction with the version bump.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE conversations (
+        id          TEXT PRIMARY KEY,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role             TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+        text             TEXT NOT NULL,
+        interrupted      INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1)),
+        response_id      TEXT,
+        created_at       REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+    CREATE INDEX messages_by_response ON messages (response_id) WHERE response_id IS NOT NULL;
+    CREATE TABLE turns (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        response_id      TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        reason           TEXT,
+        first_audio_ms   REAL,
+        metrics          TEXT NOT NULL,
+        created_at       REAL NOT NULL
+    );
+    CREATE INDEX turns_by_created_at ON turns (created_at);
+    CREATE INDEX turns_by_status ON turns (status, created_at);
+    CREATE INDEX turns_by_conversation ON turns (conversation_id);
+    """,
+}
+
+
+@attrs.frozen
+class StoredMessage:
+    """One message of a conversation, as stored."""
+
+    role: str  # "user" | "assistant" | "system"
+    text: str
+    interrupted: bool
+    response_id: str | None
+    created_at: float  # seconds since the epoch
+
+
+class ConversationStore(Protocol):
+    """What the server needs from a conversation store; every method may raise ``StorageError``."""
+
+    async def create_conversation(self) -> str: ...
+
+    async def conversation_exists(self, conversation_id: str) -> bool: ...
+
+    async def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        text: str,
+        *,
+        interrupted: bool = False,
+        response_id: str | None = None,
+    ) -> None: ...
+
+    async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]: ...
+
+    async def update_message_text(self, response_id: str, text: str, *, interrupted: bool) -> bool: ...
+
+    async def record_turn(
+        self,
+        conversation_id: str,
+        response_id: str,
+        *,
+        status: str,
+        reason: str | None,
+        metrics: Mapping[str, float | int | None],
+    ) -> None: ...
+
+    async def recent_turns(self, limit: int) -> list[dict[str, Any]]: ...
+
+    async def message_count(self, conversation_id: str) -> int: ...
+
+
+@contextlib.contextmanager
+def _storage_errors(path: Path) -> Iterator[None]:
+    """Map sqlite3 and filesystem failures to ``StorageError``: the one place that does."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"conversation store {path}: {exc}") from exc
+    except OSError as exc:
+        raise StorageError(f"conversation store {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """An explicit write transaction (the connection is in autocommit mode)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database file and bring its schema up to date. Blocking."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: autocommit; multi-statement writes use _transaction explicitly.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL mode (journal_mode is {mode})")
+        # In WAL mode NORMAL is safe against corruption; a power cut may lose the last few turns only.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this trio-voice understands ({SCHEMA_VERSION})"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with _transaction(conn):
+            for statement in _MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target:d}")
+
+
+class SQLiteStore:
+    """The conversation store in one SQLite file. Open it with ``open_store``; see the module docstring."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with _storage_errors(self.path):
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        """Close the connection (WAL is checkpointed by SQLite). Shielded: it runs even when cancelled."""
+        with trio.CancelScope(shield=True):
+            await self._run(self._conn.close)
+
+    # --- conversations ----------------------------------------------------------------------------
+
+    async def create_conversation(self) -> str:
+        """Create an empty conversation and return its id (``conv_`` + 32 hex digits)."""
+        conversation_id = f"conv_{uuid.uuid4().hex}"
+        await self._run(
+            self._conn.execute,
+            "INSERT INTO conversations (id, created_at) VALUES (?, ?)",
+            (conversation_id, time.time()),
+        )
+        return conversation_id
+
+    async def conversation_exists(self, conversation_id: str) -> bool:
+        def query() -> bool:
+            row = self._conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
+            return row.fetchone() is not None
+
+        return await self._run(query)
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    async def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        text: str,
+        *,
+        interrupted: bool = False,
+        response_id: str | None = None,
+    ) -> None:
+        """Append a message. Raises ``StorageError`` if the conversation does not exist."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
+        await self._run(
+            self._conn.execute,
+            "INSERT INTO messages (conversation_id, role, text, interrupted, response_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (conversation_id, role, text, int(interrupted), response_id, time.time()),
+        )
+
+    async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
+        """The newest ``limit`` messages of a conversation, oldest first (empty for an unknown id)."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+
+        def query() -> list[StoredMessage]:
+            rows = self._conn.execute(
+                "SELECT role, text, interrupted, response_id, created_at FROM messages"
+                " WHERE conversation_id = ? ORDER BY id DESC LIMIT ?",
+                (conversation_id, limit),
+            ).fetchall()
+            return [
+                StoredMessage(
+                    role=role, text=text, interrupted=bool(interrupted), response_id=rid, created_at=at
+                )
+                for role, text, interrupted, rid, at in reversed(rows)
+            ]
+
+        return await self._run(query)
+
+    async def update_message_text(self, response_id: str, text: str, *, interrupted: bool) -> bool:
+        """Replace the text of the assistant message of reply ``response_id``.
+
+        Used when a client reports (``response.truncate``) how much of a reply it actually played: the
+        stored message is cut to what the user heard. Returns False if no such message is stored.
+        """
+
+        def update() -> bool:
+            cursor = self._conn.execute(
+                "UPDATE messages SET text = ?, interrupted = ? WHERE response_id = ? AND role = 'assistant'",
+                (text, int(interrupted), response_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(update)
+
+    async def message_count(self, conversation_id: str) -> int:
+        def query() -> int:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            )
+            return int(row.fetchone()[0])
+
+        return await self._run(query)
+
+    # --- turns ------------------------------------------------------------------------------------
+
+    async def record_turn(
+        self,
+        conversation_id: str,
+        response_id: str,
+        *,
+        status: str,
+        reason: str | None,
+        metrics: Mapping[str, float | int | None],
+    ) -> None:
+        """Store one reply's outcome and latency metrics.
+
+        ``status`` is the reply's ``completed`` / ``cancelled`` / ``failed``. All metrics are kept as JSON;
+        ``metrics["first_audio_ms"]`` (voice-to-voice latency), if present, also gets its own column.
+        Raises ``StorageError`` if the conversation does not exist.
+        """
+        first_audio_ms = metrics.get("first_audio_ms")
+        await self._run(
+            self._conn.execute,
+            "INSERT INTO turns (conversation_id, response_id, status, reason, first_audio_ms, metrics,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                response_id,
+                status,
+                reason,
+                first_audio_ms,
+                json.dumps(dict(metrics), sort_keys=True),
+                time.time(),
+            ),
+        )
+
+    async def recent_turns(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` turn records, newest first, each a dict with the metrics decoded."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+
+        def query() -> list[dict[str, Any]]:
+            rows = self._conn.execute(
+                "SELECT conversation_id, response_id, status, reason, first_audio_ms, metrics, created_at"
+                " FROM turns ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [
+                {
+                    "conversation_id": conversation_id,
+                    "response_id": response_id,
+                    "status": status,
+                    "reason": reason,
+                    "first_audio_ms": first_audio_ms,
+                    "metrics": json.loads(metrics),
+                    "created_at": created_at,
+                }
+                for conversation_id, response_id, status, reason, first_audio_ms, metrics, created_at in rows
+            ]
+
+        return await self._run(query)
+
+
+@contextlib.asynccontextmanager
+async def open_store(path: Path) -> AsyncIterator[SQLiteStore]:
+    """Open the SQLite conversation store at ``path``, creating the file and its parent dirs if needed.
+
+    Raises ``StorageError`` if the file cannot be opened, is not a database, or has a newer schema.
+    The connection is closed when the block exits, even on cancellation.
+    """
+    path = Path(path)
+    with _storage_errors(path):
+        conn = await trio.to_thread.run_sync(_connect, path)
+    store = SQLiteStore(conn, path)
+    try:
+        yield store
+    finally:
+        await store.aclose()

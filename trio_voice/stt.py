@@ -1,0 +1,227 @@
+"""Speech-to-text: the shared whisper.cpp model (through pywhispercpp) and the hallucination filter.
+
+One :class:`Recognizer` is built at start-up and shared by every session. A whisper context decodes one
+clip at a time, so each recognizer carries a ``CapacityLimiter`` of one (FIFO: sessions take turns
+fairly), and :meth:`Recognizer.transcribe` runs the blocking decode in a worker thread behind it.
+
+whisper.cpp encodes a 30 s window unless told otherwise; we set ``audio_ctx`` from the clip length
+(about 50 encoder frames per second of audio, plus a margin), which makes short utterances several
+times faster to decode.
+
+Error handling: a model file that is missing or does not load raises ``ModelPreparationError``; a
+failure inside whisper.cpp while decoding raises ``RecognitionError`` (mapped in ``_recognition_errors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import trio
+
+from trio_voice.errors import ModelPreparationError, RecognitionError
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# whisper's encoder makes 50 frames per second of audio; the margin keeps the last word in the window.
+AUDIO_CTX_PER_SECOND = 50
+AUDIO_CTX_MARGIN = 64
+AUDIO_CTX_MAX = 1500  # the full 30 s window
+# A shortened window sometimes makes tiny.en repeat itself ("Yes. Yes. Yes. ...", or a whole sentence
+# twice; measured on Piper speech: 1 to 4 clips in 24): such a result is decoded again with the full
+# window, which did not loop once. Decoding stops after this many tokens per second of audio (plus a
+# floor), so a loop costs little: speech rarely exceeds 5 tokens per second.
+MAX_TOKENS_PER_SECOND = 10
+MAX_TOKENS_FLOOR = 10
+_GGML_MAGIC = b"lmgg"  # 0x67676d6c, little-endian
+
+
+def audio_ctx_for(n_samples: int) -> int:
+    """The encoder context (in 20 ms frames) to decode ``n_samples`` of 16 kHz audio with."""
+    seconds = n_samples / SAMPLE_RATE
+    return min(AUDIO_CTX_MAX, math.ceil(AUDIO_CTX_PER_SECOND * seconds) + AUDIO_CTX_MARGIN)
+
+
+def max_tokens_for(n_samples: int) -> int:
+    """The most tokens a clip of ``n_samples`` may decode to: a bound on runaway repetition."""
+    return math.ceil(MAX_TOKENS_PER_SECOND * n_samples / SAMPLE_RATE) + MAX_TOKENS_FLOOR
+
+
+# A run of two or more tokens (words or punctuation) said twice in a row, or one token thrice:
+# "Yes. Yes.", "Can you tell me a story? Can you tell me a story?", "() () ()".
+_LOOP = re.compile(r"(?:^|\s)(\S+(?:\s\S+){1,63})\s\1(?=\s|$)|(?:^|\s)(\S+)(?:\s\2){2,}(?=\s|$)")
+_TOKEN = re.compile(r"\w+|[^\w\s]+")
+
+
+def is_looping(text: str) -> bool:
+    """True when ``text`` repeats itself: a run of words said twice in a row, or one word thrice.
+
+    Real speech does that too ("no no no"); a false alarm only costs a second decode.
+    """
+    return _LOOP.search(" ".join(_TOKEN.findall(text.lower()))) is not None
+
+
+class Recognizer:
+    """A loaded whisper.cpp model that turns 16 kHz mono float32 clips into text.
+
+    Build it with :meth:`load`. Share one instance between all sessions; ``limiter`` admits one decode
+    at a time. ``transcribe_sync`` is also safe to call from several threads (a lock serialises it),
+    but async code should use :meth:`transcribe`, which queues fairly on the limiter.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model, *, threads: int = 2, model_path: Path | None = None) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+        self.threads = threads
+        self.model_path = model_path
+        self.limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    def load(cls, model_path: Path, *, threads: int = 2) -> Recognizer:
+        """Load a whisper.cpp ggml model file. Blocking (~0.1 s for tiny.en): call it at start-up.
+
+        whisper.cpp's loading chatter is captured (the process's stderr is redirected while the model
+        loads) and logged at DEBUG; when loading fails, it is part of the error message.
+
+        Raises:
+            ModelPreparationError: the file is missing, is not a ggml model, or whisper.cpp rejects it.
+        """
+        from pywhispercpp.model import Model
+
+        model_path = Path(model_path)
+        # Only ever hand pywhispercpp an existing file: given anything else it downloads from a hub.
+        try:
+            with open(model_path, "rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise ModelPreparationError(f"cannot open the whisper model {model_path}: {exc}") from exc
+        if magic != _GGML_MAGIC:
+            raise ModelPreparationError(f"{model_path} is not a whisper.cpp ggml model (bad magic {magic!r})")
+        with tempfile.NamedTemporaryFile("r", encoding="utf-8", errors="replace", suffix=".log") as log:
+            model = Model(
+                str(model_path.resolve()),
+                redirect_whispercpp_logs_to=log.name,
+                n_threads=threads,
+                print_progress=False,
+                print_realtime=False,
+                print_timestamps=False,
+                single_segment=True,
+                # With timestamps on, tiny.en loops less often on a shortened window (it can predict
+                # where speech ends); they are not part of the text either way.
+                no_timestamps=False,
+                no_context=True,
+                language="en",
+                # No fallback to sampling at higher temperatures: on noise it multiplies the work
+                # (five candidates per temperature) for a result that is thrown away anyway.
+                temperature_inc=0.0,
+            )
+            chatter = log.read()
+        logger.debug("whisper.cpp loading %s:\n%s", model_path, chatter)
+        if "failed to load model" in chatter:
+            model._ctx = None  # nothing to free; keep its destructor from touching it
+            tail = "\n".join(chatter.strip().splitlines()[-3:])
+            raise ModelPreparationError(f"whisper.cpp could not load {model_path}:\n{tail}")
+        logger.info("loaded whisper model %s with %d threads", model_path, threads)
+        return cls(model, threads=threads, model_path=model_path)
+
+    def transcribe_sync(self, audio: np.ndarray) -> str:
+        """Transcribe a clip of 16 kHz mono float32 audio; blocks until done. Returns stripped text.
+
+        The text may be one of whisper's stock outputs on silence or noise: see :func:`is_hallucination`.
+
+        Raises:
+            ValueError: ``audio`` is not one-dimensional.
+            RecognitionError: whisper.cpp failed.
+        """
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be mono (one dimension), got shape {audio.shape}")
+        if audio.size == 0:
+            return ""
+        max_tokens = max_tokens_for(audio.size)
+        with self._lock, _recognition_errors():
+            text = self._decode(audio, audio_ctx_for(audio.size), max_tokens)
+            if is_looping(text):
+                logger.debug("whisper looped with a short window (%r); decoding with the full one", text)
+                text = self._decode(audio, AUDIO_CTX_MAX, max_tokens)
+        return text
+
+    def _decode(self, audio: np.ndarray, audio_ctx: int, max_tokens: int) -> str:
+        segments = self._model.transcribe(audio, audio_ctx=audio_ctx, max_tokens=max_tokens)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        """Transcribe a clip in a worker thread, waiting in line on ``limiter``.
+
+        Cancellation: abandons the wait for the limiter at once; a decode already running finishes in
+        its thread (whisper.cpp cannot be interrupted midway) and its result is dropped.
+
+        Raises:
+            RecognitionError: whisper.cpp failed.
+        """
+        return await trio.to_thread.run_sync(self.transcribe_sync, audio, limiter=self.limiter)
+
+
+@contextlib.contextmanager
+def _recognition_errors() -> Iterator[None]:
+    """Map whatever pywhispercpp or whisper.cpp raises while decoding into ``RecognitionError``."""
+    try:
+        yield
+    except Exception as exc:  # the bindings raise RuntimeError, TypeError, ...: all mean the same to us
+        raise RecognitionError(f"whisper.cpp failed: {type(exc).__name__}: {exc}") from exc
+
+
+# --- hallucinations --------------------------------------------------------------------------------
+
+# What whisper (tiny.en especially) says to silence, noise, music or breathing, normalised to lowercase
+# words. Matched against whole sentences only: "thank you for the help" is speech, "thank you" is not.
+_STOCK_PHRASES = frozenset(
+    {
+        "you",
+        "thank you",
+        "thank you very much",
+        "thank you so much",
+        "thanks",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "please subscribe",
+        "like and subscribe",
+        "bye",
+        "bye bye",
+        "the end",
+    }
+)
+# Sound tags: [BLANK_AUDIO], [Music], (music), (coughs), *cough*, ♪ ...
+_TAG = r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]+"
+_ONLY_TAGS = re.compile(rf"^(?:\s*(?:{_TAG})\s*[.,!?]*)*\s*$")
+_CREDITS = re.compile(r"\b(?:subtitles by|transcribed by|translated by|captions by|amara\.org)\b")
+_ALNUM = re.compile(r"[^\W_]")
+_SENTENCE_END = re.compile(r"[.!?…]+")
+_NOT_WORD = re.compile(r"[^a-z0-9']+")
+
+
+def is_hallucination(text: str) -> bool:
+    """True when ``text`` is what whisper typically makes of silence or noise rather than speech.
+
+    That is: no letter or digit at all (``""``, ``"..."``, ``"() ()"``); only sound tags (``[BLANK_AUDIO]``, ``(music)``, ``*cough*``,
+    ``♪``); subtitle credits; or sentences that are each a stock phrase ("Thank you.", "you",
+    "Thanks for watching!"), possibly repeated.
+    """
+    lowered = text.strip().lower()
+    if not _ALNUM.search(lowered) or _ONLY_TAGS.match(lowered) or _CREDITS.search(lowered):
+        return True
+    sentences = [_NOT_WORD.sub(" ", s).strip() for s in _SENTENCE_END.split(lowered)]
+    sentences = [s for s in sentences if s]
+    return all(s in _STOCK_PHRASES for s in sentences)

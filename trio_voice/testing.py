@@ -1,0 +1,184 @@
+"""Fake engines with the real engines' methods: instant or scripted, for tests, benchmarks and load tests.
+
+They simulate latency with ``trio.sleep`` (never threads), so they are exact under ``autojump_clock``.
+They are never what a user gets: ``trio-voice serve`` always runs the real models unless told
+``--fake-engines`` explicitly (used by the capacity benchmark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import attrs
+import numpy as np
+import trio
+
+from .errors import LLMError, SynthesisError
+
+
+@attrs.frozen
+class FakeChatResult:
+    text: str
+    tokens: int
+    finish_reason: str | None = "stop"
+
+
+def _default_reply(messages: Sequence[Mapping[str, str]]) -> str:
+    last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    return f"You said: {last}. That is a fine question, and here is a short answer. Goodbye for now."
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split text into LLM-like tokens: words with their leading space, punctuation apart."""
+    tokens: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        lead = " " if i else ""
+        if word and word[-1] in ".,!?;:" and len(word) > 1:
+            tokens += [lead + word[:-1], word[-1]]
+        else:
+            tokens.append(lead + word)
+    return [t for t in tokens if t]
+
+
+@attrs.define
+class FakeLLM:
+    """A scripted LLM: ``reply(messages) -> str`` is streamed token by token.
+
+    ``first_token_delay`` and ``token_delay`` are seconds of ``trio.sleep``; ``fail_after_tokens`` makes
+    the stream break like a dying server; ``unreachable`` fails at once like a refused connection.
+    """
+
+    reply: Callable[[Sequence[Mapping[str, str]]], str] = _default_reply
+    first_token_delay: float = 0.0
+    token_delay: float = 0.0
+    fail_after_tokens: int | None = None
+    unreachable: bool = False
+    calls: list[list[dict[str, str]]] = attrs.field(factory=list)
+    active: int = 0  # streams running now: tests check that interruption leaves none
+
+    async def stream_chat(
+        self, messages: Sequence[Mapping[str, str]], on_delta: Callable[[str], Awaitable[None]]
+    ) -> FakeChatResult:
+        self.calls.append([dict(m) for m in messages])
+        self.active += 1
+        try:
+            return await self._stream(messages, on_delta)
+        finally:
+            self.active -= 1
+
+    async def _stream(
+        self, messages: Sequence[Mapping[str, str]], on_delta: Callable[[str], Awaitable[None]]
+    ) -> FakeChatResult:
+        if self.unreachable:
+            await trio.lowlevel.checkpoint()
+            raise LLMError("connection refused (fake)", code="llm_unreachable")
+        text = self.reply(messages)
+        tokens = split_tokens(text)
+        await trio.sleep(self.first_token_delay)
+        for n, token in enumerate(tokens):
+            if self.fail_after_tokens is not None and n >= self.fail_after_tokens:
+                raise LLMError("stream broken (fake)", code="llm_stream_broken")
+            if n:
+                await trio.sleep(self.token_delay)
+            await on_delta(token)
+        return FakeChatResult(text, len(tokens))
+
+    async def check_ready(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.unreachable:
+            raise LLMError("connection refused (fake)", code="llm_unreachable")
+
+
+@attrs.define
+class FakeTTS:
+    """A scripted synthesizer: ``ms_per_char`` of audio per character, after ``delay(text)`` seconds.
+
+    The audio is a quiet tone, so it decodes and has a measurable length. ``fail_on`` makes phrases
+    containing that substring fail like a broken voice.
+    """
+
+    sample_rate: int = 22050
+    ms_per_char: float = 60.0
+    delay: Callable[[str], float] = lambda text: 0.0
+    fail_on: str | None = None
+    started: list[str] = attrs.field(factory=list)
+    active: int = 0  # syntheses running now: tests check that interruption leaves none
+
+    async def synthesize(self, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None:
+        self.started.append(text)
+        self.active += 1
+        try:
+            await self._synthesize(text, on_audio)
+        finally:
+            self.active -= 1
+
+    async def _synthesize(self, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None:
+        await trio.sleep(self.delay(text))
+        if self.fail_on is not None and self.fail_on in text:
+            raise SynthesisError(f"cannot synthesize {text!r} (fake)")
+        await on_audio(tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate))
+
+    def synthesize_sync(self, text: str) -> bytes:
+        return tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate)
+
+
+def tone(seconds: float, sample_rate: int, frequency: float = 220.0, amplitude: float = 0.2) -> bytes:
+    """PCM16LE mono of a sine tone."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (np.sin(2 * np.pi * frequency * t) * amplitude * 32767).astype("<i2").tobytes()
+
+
+@attrs.define
+class FakeSTT:
+    """A scripted recognizer: ``text(audio)`` after ``seconds_per_audio_second`` × the clip length of sleep.
+
+    The default transcript says how long the clip was, so tests can tell partials from finals; silent
+    clips come back as "" like whisper's blank output.
+    """
+
+    sample_rate: int = 16000
+    seconds_per_audio_second: float = 0.0
+    text: Callable[[np.ndarray], str] = lambda audio: f"I spoke for {len(audio) / 16000:.1f} seconds"
+    calls: list[float] = attrs.field(factory=list)  # clip lengths in seconds
+    active: int = 0
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        seconds = len(audio) / self.sample_rate
+        self.calls.append(seconds)
+        self.active += 1
+        try:
+            await trio.sleep(seconds * self.seconds_per_audio_second)
+            if audio.size == 0 or float(np.sqrt(np.mean(np.square(audio)))) < 0.01:
+                return ""
+            return self.text(audio)
+        finally:
+            self.active -= 1
+
+
+class FakeVAD:
+    """An energy detector with Silero's interface: loud chunks are speech. Exact on tones and silence."""
+
+    blocking = False  # cheap enough to run inline, so no thread disturbs autojump_clock
+
+    def __init__(self, full_scale_rms: float = 0.02) -> None:
+        self.full_scale_rms = full_scale_rms
+
+    def probability(self, chunk: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(np.square(chunk))))
+        return min(1.0, rms / self.full_scale_rms)
+
+    def reset(self) -> None:
+        pass
+
+
+def fake_voice_input() -> tuple[FakeSTT, Callable[[], FakeVAD]]:
+    """The voice-input engines of a fake server: an instant recognizer and energy VADs."""
+    return FakeSTT(), FakeVAD
+
+
+def utterance(
+    speech_s: float, *, lead_silence_s: float = 0.2, tail_silence_s: float = 0.8, rate: int = 16000
+) -> bytes:
+    """PCM16LE of silence, a loud tone standing in for speech, and silence: what FakeVAD hears as one turn."""
+    silence = lambda s: bytes(2 * int(s * rate))  # noqa: E731
+    return silence(lead_silence_s) + tone(speech_s, rate, amplitude=0.3) + silence(tail_silence_s)

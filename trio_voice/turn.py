@@ -1,0 +1,273 @@
+"""One reply, as a nursery: LLM tokens → phrases → parallel TTS → audio in phrase order.
+
+::
+
+    run_turn(request, ...)             the turn nursery (the caller owns the cancel scope around it)
+    ├── llm_task     LLM deltas → text events + token channel      (chat turns)
+    │   or feed_task the given text → token channel                (speak turns)
+    ├── phrase_task  tokens → speakable phrases                    (trio_voice.phrases)
+    └── speak_task   phrases → N TTS workers → sequencer → audio events, in phrase order
+
+Every channel is opened inside the turn, so cancelling the turn's scope drops whatever tokens, phrases
+and audio they buffer, with no flush code. Events leave through ``emit``, an unbuffered send to the
+session's single writer: when ``emit`` returns, the writer holds the event, and when it is cancelled,
+the event was not delivered (Trio's channel guarantee). That is what makes "nothing stale after
+``response.done``" hold by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from .config import Config
+from .engines import LLM, TTS
+from .errors import EngineError, LLMError, SynthesisError
+from .events import AudioReady, PhraseReady, ReplyCreated, TextDelta, WarningEvent
+from .phrases import phrase_task
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[Any], Awaitable[None]]
+
+# Longest audio event, in seconds: bounds frame size and lets a client stop playback at a fine grain.
+MAX_AUDIO_EVENT_SECONDS = 0.5
+
+
+@attrs.frozen(kw_only=True)
+class TurnRequest:
+    """What a turn is asked to do. ``kind`` is ``"chat"`` (ask the LLM) or ``"speak"`` (say ``text``)."""
+
+    response_id: str
+    kind: str
+    text: str
+    messages: Sequence[Mapping[str, str]] = ()
+    started_at: float  # trio.current_time() when the request arrived
+    output_audio: bool = True
+
+
+@attrs.define
+class TurnRecord:
+    """What a turn actually sent, filled in as it goes; read after the turn ends, however it ended."""
+
+    started_at: float
+    text: str = ""  # text deltas sent
+    tokens: int = 0
+    phrases: list[str] = attrs.field(factory=list)  # phrases whose audio (or text) was sent, in order
+    phrase_audio_ms: list[float] = attrs.field(factory=list)  # audio sent per phrase
+    marks: dict[str, float] = attrs.field(factory=dict)  # event name → trio time of its first occurrence
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, trio.current_time())
+
+    @property
+    def audio_ms(self) -> float:
+        return sum(self.phrase_audio_ms)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        def since_start(name: str) -> float | None:
+            at = self.marks.get(name)
+            return None if at is None else round((at - self.started_at) * 1000.0, 1)
+
+        return {
+            "llm_first_token_ms": since_start("llm_first_token"),
+            "first_phrase_ms": since_start("first_phrase"),
+            "first_audio_ms": since_start("first_audio"),
+            "total_ms": round((trio.current_time() - self.started_at) * 1000.0, 1),
+            "tokens": self.tokens,
+            "phrases": len(self.phrases),
+            "audio_ms": round(self.audio_ms, 1),
+        }
+
+    def heard_text(self, audio_end_ms: float) -> str:
+        """The words a listener heard after ``audio_end_ms`` of this turn's audio (proportional within a phrase)."""
+        heard: list[str] = []
+        remaining = audio_end_ms
+        for phrase, duration in zip(self.phrases, self.phrase_audio_ms, strict=False):
+            if remaining >= duration:
+                heard.append(phrase)
+                remaining -= duration
+                continue
+            words = phrase.split()
+            if duration > 0 and remaining > 0:
+                heard.extend(words[: int(len(words) * remaining / duration)])
+            break
+        return " ".join(heard)
+
+
+async def run_turn(
+    request: TurnRequest, emit: Emit, *, llm: LLM, tts: TTS, config: Config, record: TurnRecord
+) -> None:
+    """Run one reply to its end, emitting reply events (all but ``ReplyDone``, which is the caller's).
+
+    Cancellation: cancel the caller's scope; every task and channel of the turn is gone when this returns.
+    Error handling: an ``LLMError`` propagates (the caller turns it into a failed reply); a phrase that
+    fails to synthesize becomes a ``WarningEvent`` and the reply goes on as text.
+    """
+    await emit(ReplyCreated(request.response_id))
+    with _unwrap_engine_error():
+        await _run_stages(request, emit, llm=llm, tts=tts, config=config, record=record)
+
+
+@contextmanager
+def _unwrap_engine_error() -> Iterator[None]:
+    """The turn nursery wraps a stage's failure in an ExceptionGroup; when the only failure is one
+    engine error, raise that error alone, so callers can ``except EngineError``. Done once, here."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        engine_errors, rest = group.split(EngineError)
+        if engine_errors is None or rest is not None:
+            raise
+        first = engine_errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+async def _run_stages(
+    request: TurnRequest, emit: Emit, *, llm: LLM, tts: TTS, config: Config, record: TurnRecord
+) -> None:
+    async with trio.open_nursery() as nursery:
+        token_tx, token_rx = trio.open_memory_channel[str](0)
+        phrase_tx, phrase_rx = trio.open_memory_channel[str](0)
+        if request.kind == "chat":
+            nursery.start_soon(partial(llm_task, llm, request, token_tx, emit, config=config, record=record))
+        else:
+            nursery.start_soon(feed_task, request, token_tx, emit, record)
+        nursery.start_soon(partial(phrase_task, token_rx, phrase_tx, config=config))
+        nursery.start_soon(
+            partial(speak_task, phrase_rx, request, emit, tts=tts, config=config, record=record)
+        )
+
+
+async def llm_task(
+    llm: LLM,
+    request: TurnRequest,
+    token_tx: trio.MemorySendChannel[str],
+    emit: Emit,
+    *,
+    config: Config,
+    record: TurnRecord,
+) -> None:
+    """Stream the LLM's reply: each delta becomes a text event and a token for the phrase stage.
+
+    The first-token and stall timeouts live here, as a deadline on one cancel scope that every delta
+    pushes forward; when it fires the reply fails with ``llm_timeout``.
+    """
+    async with token_tx:
+        with trio.CancelScope(deadline=trio.current_time() + config.llm_first_token_timeout) as scope:
+
+            async def on_delta(delta: str) -> None:
+                record.mark("llm_first_token")
+                scope.deadline = trio.current_time() + config.llm_stall_timeout
+                record.tokens += 1
+                await emit(TextDelta(request.response_id, delta))
+                record.text += delta
+                await token_tx.send(delta)
+
+            result = await llm.stream_chat(request.messages, on_delta)
+            scope.deadline = math.inf
+        if scope.cancelled_caught:
+            waited = "first token" if "llm_first_token" not in record.marks else "next token"
+            raise LLMError(f"the LLM sent no {waited} in time", code="llm_timeout")
+        if result.tokens:
+            record.tokens = result.tokens
+
+
+async def feed_task(
+    request: TurnRequest, token_tx: trio.MemorySendChannel[str], emit: Emit, record: TurnRecord
+) -> None:
+    """A ``speak`` turn: the given text, word by word, stands in for LLM tokens."""
+    async with token_tx:
+        await emit(TextDelta(request.response_id, request.text))
+        record.text = request.text
+        for word in request.text.split(" "):
+            await token_tx.send(word + " ")
+
+
+async def speak_task(
+    phrase_rx: trio.MemoryReceiveChannel[str],
+    request: TurnRequest,
+    emit: Emit,
+    *,
+    tts: TTS,
+    config: Config,
+    record: TurnRecord,
+) -> None:
+    """Synthesize phrases with up to ``config.tts_workers`` at once and emit their audio strictly in order.
+
+    The sequencer: phrase *i* gets its own channel; workers fill them as they can; the sequencer drains
+    them one after another. Order needs no bookkeeping, and everything buffered is bounded: at most
+    ``tts_workers`` phrases in flight, at most ``audio_buffer`` chunks per phrase.
+    """
+    async with phrase_rx, trio.open_nursery() as nursery:
+        order_tx, order_rx = trio.open_memory_channel[tuple[str, trio.MemoryReceiveChannel[Any]]](
+            config.tts_workers
+        )
+        nursery.start_soon(_sequencer_task, order_rx, request, emit, tts, record)
+        slots = trio.Semaphore(config.tts_workers)
+        async with order_tx:
+            async for phrase in phrase_rx:
+                record.mark("first_phrase")
+                audio_tx, audio_rx = trio.open_memory_channel[Any](config.audio_buffer)
+                if request.output_audio:
+                    await slots.acquire()
+                    nursery.start_soon(_tts_worker, tts, phrase, audio_tx, slots)
+                else:
+                    audio_tx.close()
+                await order_tx.send((phrase, audio_rx))
+
+
+async def _tts_worker(
+    tts: TTS, phrase: str, audio_tx: trio.MemorySendChannel[Any], slots: trio.Semaphore
+) -> None:
+    """Synthesize one phrase into its own channel; a failure travels down the channel, in order."""
+    try:
+        async with audio_tx:
+            try:
+                await tts.synthesize(phrase, audio_tx.send)
+            except SynthesisError as exc:
+                logger.warning("synthesis failed for a phrase: %s", exc)
+                await audio_tx.send(exc)
+    finally:
+        slots.release()
+
+
+async def _sequencer_task(
+    order_rx: trio.MemoryReceiveChannel[tuple[str, trio.MemoryReceiveChannel[Any]]],
+    request: TurnRequest,
+    emit: Emit,
+    tts: TTS,
+    record: TurnRecord,
+) -> None:
+    bytes_per_ms = tts.sample_rate * 2 / 1000.0
+    max_event_bytes = int(tts.sample_rate * MAX_AUDIO_EVENT_SECONDS) * 2
+    async with order_rx:
+        index = 0
+        async for phrase, audio_rx in order_rx:
+            async with audio_rx:
+                await emit(PhraseReady(request.response_id, index, phrase))
+                record.phrases.append(phrase)
+                record.phrase_audio_ms.append(0.0)
+                async for item in audio_rx:
+                    if isinstance(item, SynthesisError):
+                        await emit(
+                            WarningEvent(
+                                item.code, f"phrase {index} could not be spoken: {item}", request.response_id
+                            )
+                        )
+                        continue
+                    for start in range(0, len(item), max_event_bytes):
+                        piece = item[start : start + max_event_bytes]
+                        await emit(AudioReady(request.response_id, index, piece, tts.sample_rate))
+                        record.mark("first_audio")
+                        record.phrase_audio_ms[-1] += len(piece) / bytes_per_ms
+            index += 1

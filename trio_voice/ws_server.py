@@ -1,0 +1,93 @@
+"""The WebSocket listener: ``ws://HOST:PORT/v1/voice``, one ``run_session`` per accepted connection.
+
+This is the session boundary, the one place that catches broadly: a closed connection is a normal end,
+and anything unexpected is logged with its traceback and ends that session only (close code 1011).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from . import codec
+from .auth import is_authorized, origin_allowed
+from .config import Config
+from .engines import Engines
+from .events import ErrorEvent
+from .lifecycle import SessionRegistry, Shutdown
+from .session import run_session
+from .telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+VOICE_PATH = "/v1/voice"
+# Frames up to this many times max_frame_bytes are read and refused with an ``error`` (the session goes
+# on); larger ones make trio-websocket close the connection with 1009.
+HARD_FRAME_FACTOR = 4
+
+
+async def serve_voice(
+    config: Config,
+    engines: Engines,
+    telemetry: Telemetry,
+    sessions: SessionRegistry,
+    shutdown: Shutdown,
+    *,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept voice sessions until cancelled; ``task_status.started(port)`` once listening."""
+
+    async def handle(request: WebSocketRequest) -> None:
+        path, _, query = request.path.partition("?")
+        if path != VOICE_PATH:
+            await request.reject(404, body=f"no endpoint here; connect to {VOICE_PATH}".encode())
+            return
+        if not is_authorized(config, request.headers, query):
+            telemetry.error("unauthorized")
+            await request.reject(401, body=b"missing or wrong token")
+            return
+        if not origin_allowed(config, request.headers):
+            telemetry.error("origin_not_allowed")
+            await request.reject(403, body=b"origin not allowed")
+            return
+        ws = await request.accept()
+        if len(sessions) >= config.max_sessions:
+            telemetry.error("server_full")
+            event = ErrorEvent("server_full", f"the server is at its limit of {config.max_sessions} sessions")
+            try:
+                await ws.send_message(codec.encode_event(event, seq=1))
+                await ws.aclose(1013, "server full, try again later")
+            except ConnectionClosed:
+                pass
+            return
+        try:
+            await run_session(
+                ws, engines=engines, config=config, telemetry=telemetry, sessions=sessions, shutdown=shutdown
+            )
+        except* ConnectionClosed:
+            pass
+        except* Exception:
+            logger.exception("session ended by an unexpected error")
+            with trio.move_on_after(1):
+                try:
+                    await ws.aclose(1011, "internal error")
+                except ConnectionClosed:
+                    pass
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(
+                serve_websocket,
+                handle,
+                config.host,
+                config.ws_port,
+                None,
+                handler_nursery=handler_nursery,
+                max_message_size=config.max_frame_bytes * HARD_FRAME_FACTOR,
+            )
+        )
+        task_status.started(server.port)
