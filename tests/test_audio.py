@@ -83,7 +83,9 @@ def test_resample_preserves_sine_amplitude_and_length(from_rate, to_rate):
     np.testing.assert_allclose(y[400:-400], tone(1000, to_rate)[400:-400], atol=1e-3)
 
 
-@pytest.mark.parametrize(("from_rate", "to_rate"), [(48000, 16000), (44100, 16000), (22050, 16000), (24000, 16000)])
+@pytest.mark.parametrize(
+    ("from_rate", "to_rate"), [(48000, 16000), (44100, 16000), (22050, 16000), (24000, 16000)]
+)
 def test_resample_suppresses_tones_above_the_new_nyquist(from_rate, to_rate):
     """A 9 kHz tone, which 16 kHz cannot represent, is attenuated by more than 60 dB instead of aliasing."""
     y = resample(tone(9000, from_rate), from_rate, to_rate)
@@ -110,7 +112,9 @@ def test_resample_rejects_nonpositive_rates():
         Resampler(0, 16000)
 
 
-@pytest.mark.parametrize(("from_rate", "to_rate"), [(48000, 16000), (22050, 16000), (22050, 24000), (8000, 16000)])
+@pytest.mark.parametrize(
+    ("from_rate", "to_rate"), [(48000, 16000), (22050, 16000), (22050, 24000), (8000, 16000)]
+)
 def test_streaming_resampler_matches_one_shot(from_rate, to_rate):
     """Feeding irregular chunks (including empty ones) then flushing gives the one-shot result."""
     rng = np.random.default_rng(1)

@@ -8,7 +8,14 @@ import trio
 
 from tests.speech import synthesize_speech, whisper_model_path, word_error_rate
 from trio_voice.errors import ModelPreparationError, RecognitionError
-from trio_voice.stt import Recognizer, audio_ctx_for, is_hallucination
+from trio_voice.stt import (
+    AUDIO_CTX_MAX,
+    Recognizer,
+    audio_ctx_for,
+    is_hallucination,
+    is_looping,
+    max_tokens_for,
+)
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -86,6 +93,65 @@ def test_audio_ctx_is_capped_at_the_full_window():
     assert audio_ctx_for(60 * 16000) == 1500
 
 
+def test_max_tokens_grow_with_clip_length():
+    """Output is capped at 10 tokens per second of audio plus 10."""
+    assert max_tokens_for(0) == 10
+    assert max_tokens_for(2 * 16000) == 30
+
+
+# --- loop detection --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Yes. Yes. Yes. Yes",
+        "Yes. Yes.",
+        "No No No No",
+        "Can you tell me a story? Can you tell me a story? Can you",
+        "Hello there. Hello there. Hello",
+        "() () () (",
+    ],
+)
+def test_repeated_runs_are_loops(text):
+    """A phrase said twice in a row, or a single word thrice, counts as whisper looping."""
+    assert is_looping(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "Yes.", "no no", "very very good", "The dog. The cat.", "I said no. I said yes.", "Hello there."],
+)
+def test_ordinary_sentences_are_not_loops(text):
+    """Sentences without a repeated run are taken as they are."""
+    assert not is_looping(text)
+
+
+class _Segment:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _ShortWindowLoops:
+    """Behaves as tiny.en sometimes does: loops on a shortened window, fine on the full one."""
+
+    def __init__(self) -> None:
+        self.windows: list[int] = []
+
+    def transcribe(self, audio, *, audio_ctx, max_tokens):
+        self.windows.append(audio_ctx)
+        if audio_ctx < AUDIO_CTX_MAX:
+            return [_Segment(" Stop. Stop. Stop. Stop.")]
+        return [_Segment(" Stop.")]
+
+
+def test_looping_result_is_decoded_again_with_the_full_window():
+    """When the short window loops, the text from the full 30 s window is returned instead."""
+    model = _ShortWindowLoops()
+    assert Recognizer(model).transcribe_sync(np.zeros(16000, dtype=np.float32)) == "Stop."
+    assert model.windows == [audio_ctx_for(16000), AUDIO_CTX_MAX]
+
+
 # --- loading and error mapping ---------------------------------------------------------------------
 
 
@@ -99,15 +165,24 @@ def test_load_non_ggml_file_raises(tmp_path):
     """A file without the ggml magic is refused before whisper.cpp sees it."""
     path = tmp_path / "model.bin"
     path.write_bytes(b"GGUF" + bytes(100))
-    with pytest.raises(ModelPreparationError, match="not a whisper.cpp ggml model"):
+    with pytest.raises(ModelPreparationError, match=r"not a whisper\.cpp ggml model"):
         Recognizer.load(path)
 
 
-def test_load_corrupt_ggml_file_raises_with_whisper_cpp_reason(tmp_path):
-    """A ggml header whisper.cpp cannot load gives ModelPreparationError carrying whisper.cpp's words."""
+def test_load_implausible_ggml_header_raises(tmp_path):
+    """A ggml header with zero sizes is refused before whisper.cpp (which would crash on it) reads it."""
     path = tmp_path / "model.bin"
-    path.write_bytes(b"lmgg" + bytes(8))
-    with pytest.raises(ModelPreparationError, match="could not load"):
+    path.write_bytes(b"lmgg" + bytes(44))
+    with pytest.raises(ModelPreparationError, match="implausible ggml header"):
+        Recognizer.load(path)
+
+
+@pytest.mark.models
+def test_load_truncated_model_raises_with_whisper_cpp_reason(tmp_path):
+    """A model file cut short gives ModelPreparationError carrying whisper.cpp's own explanation."""
+    path = tmp_path / "model.bin"
+    path.write_bytes(whisper_model_path().read_bytes()[:20_000_000])
+    with pytest.raises(ModelPreparationError, match="not all tensors loaded"):
         Recognizer.load(path)
 
 
@@ -172,8 +247,8 @@ async def test_concurrent_clips_take_turns_and_both_finish(recognizer):
 
 
 @pytest.mark.models
-def test_short_clip_is_padded_and_transcribed(recognizer):
-    """A word shorter than a second, below whisper.cpp's comfort zone, is still recognised."""
+def test_one_word_clip_is_transcribed_once(recognizer):
+    """A single word shorter than a second comes back as that word, not repeated."""
     audio = synthesize_speech("Yes.")
     assert len(audio) < 16000
     assert word_error_rate("yes", recognizer.transcribe_sync(audio)) == 0.0

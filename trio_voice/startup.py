@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import attrs
+import numpy as np
 import trio
 
 from .config import Config
@@ -93,5 +94,7 @@ async def _load_stt(config: Config, loaded: Loaded) -> None:
     model = config.stt_model
     if model is None:
         model = await trio.to_thread.run_sync(ensure_whisper_model, config.data_dir / "models")
-    loaded.stt = await trio.to_thread.run_sync(partial(Recognizer.load, model, threads=config.stt_threads))
+    stt = await trio.to_thread.run_sync(partial(Recognizer.load, model, threads=config.stt_threads))
+    await trio.to_thread.run_sync(stt.transcribe_sync, np.zeros(stt.sample_rate, dtype=np.float32))  # warm-up
+    loaded.stt = stt
     loaded.vad_factory = SileroVAD

@@ -1,0 +1,247 @@
+"""The demo page in a real Chromium: spoken and typed turns, interruption, and a refused token.
+
+Playwright drives Debian's Chromium (``/usr/bin/chromium``, never a downloaded browser). The fake
+microphone plays a WAV of a question spoken by the project's Piper voice; the server is a subprocess
+with real Piper, whisper.cpp and Silero VAD and the scripted LLM (``tests/browser/voice_server.py``),
+or ``trio-voice serve --fake-engines`` where no model is needed. Skipped when Chromium or Playwright
+is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "artifacts"
+SCREENSHOT = ARTIFACTS / "browser-conversation.png"
+
+QUESTION = "What is the capital of France, and how many people live there?"
+MIC_RATE = 48000
+# Leading silence lets the page confirm its input rate first; the long tail ends the turn (the VAD
+# needs 500 ms) and keeps the question from coming round again while the test runs.
+LEAD_SILENCE_S = 0.5
+TAIL_SILENCE_S = 60.0
+SERVER_START_TIMEOUT = 120.0  # seconds: loading Piper and whisper, converting whisper on a cold cache
+UI_TIMEOUT_MS = 60_000  # per wait in the page: whisper and Piper share two busy cores
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+]
+
+
+def chromium_args(fake_audio: Path | None) -> list[str]:
+    args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    if fake_audio is not None:
+        # "%noloop": play the file once, then silence (Chromium loops it by default).
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")
+    return args
+
+
+def spoken_question_wav(path: Path) -> Path:
+    """The question in the project's Piper voice, as a 16-bit mono 48 kHz WAV padded with silence."""
+    from trio_voice.tts import Synthesizer
+
+    voice = Synthesizer.load(threads=1)
+    speech = resample(pcm16_to_float(voice.synthesize_sync(QUESTION)), voice.sample_rate, MIC_RATE)
+    lead = np.zeros(int(LEAD_SILENCE_S * MIC_RATE), dtype=np.float32)
+    tail = np.zeros(int(TAIL_SILENCE_S * MIC_RATE), dtype=np.float32)
+    path.write_bytes(wav_bytes(float_to_pcm16(np.concatenate([lead, speech, tail])), MIC_RATE))
+    return path
+
+
+class ServerProcess:
+    """A server subprocess: started, its ready line parsed, stopped with SIGTERM (then killed)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        self.log = log
+        lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+        try:
+            line = lines.get(timeout=SERVER_START_TIMEOUT).decode()
+        except queue.Empty:
+            self.stop()
+            raise AssertionError(f"no ready line within {SERVER_START_TIMEOUT} s; see {log}") from None
+        match = re.match(r"trio-voice ready: (\S+)\s+(\S+?)/?$", line.strip())
+        if match is None:
+            self.stop()
+            raise AssertionError(f"unexpected first line {line!r}; see {log}")
+        self.ws_url, self.http_url = match.groups()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("voice-server")
+    server = ServerProcess([sys.executable, "-m", "tests.browser.voice_server", str(data)], data / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return spoken_question_wav(tmp_path_factory.mktemp("audio") / "question.wav")
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[object]:
+    with sync_api.sync_playwright() as pw:
+        yield pw
+
+
+def open_browser(playwright, tmp_path: Path, fake_audio: Path | None = None):
+    """A fresh headless Chromium with an empty profile; closed by the caller."""
+    return playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=chromium_args(fake_audio),
+        viewport={"width": 1000, "height": 900},
+    )
+
+
+def open_page(browser, http_url: str, query: str):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{http_url}/?{query}")
+    page.errors = errors  # read by the tests: an uncaught exception in the page fails them
+    return page
+
+
+def stats(page) -> dict:
+    return page.evaluate("window.trioVoice.stats")
+
+
+@pytest.mark.models
+def test_spoken_and_typed_turns_show_transcripts_replies_latency_and_play_audio(
+    playwright, voice_server, question_wav, tmp_path
+) -> None:
+    """A spoken question gets partial then final transcripts and a spoken reply; a typed one gets a reply too."""
+    browser = open_browser(playwright, tmp_path, question_wav)
+    try:
+        page = open_page(browser, voice_server.http_url, f"ws={voice_server.ws_url}")
+        page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        page.get_by_role("button", name="Start conversation").click()
+
+        page.wait_for_selector(".msg.user.partial", timeout=UI_TIMEOUT_MS)
+        final = page.wait_for_selector(".msg.user.final", timeout=UI_TIMEOUT_MS)
+        assert "capital of france" in final.inner_text().lower()
+        reply = page.wait_for_selector(".msg.assistant.done.completed", timeout=UI_TIMEOUT_MS)
+        assert "You said: What is the capital of France" in reply.inner_text()
+        assert reply.query_selector("[data-metric=first_audio_ms]") is not None
+        assert reply.query_selector("[data-metric=speech_end_to_final_ms]") is not None
+        page.wait_for_function("window.trioVoice.stats.scheduledSeconds > 1", timeout=UI_TIMEOUT_MS)
+        spoken = stats(page)
+        assert spoken["partials"] >= 1 and spoken["finals"] == 1
+        assert spoken["chunks"] >= 1 and spoken["framesSent"] > 0
+        assert page.get_by_role("button", name="Stop microphone").get_attribute("aria-pressed") == "true"
+
+        page.get_by_label("Message").fill("And what about Spain?")
+        page.get_by_label("Message").press("Enter")
+        page.wait_for_selector(".msg.user.typed", timeout=UI_TIMEOUT_MS)
+        page.wait_for_function(
+            "document.querySelectorAll('.msg.assistant.done.completed').length === 2", timeout=UI_TIMEOUT_MS
+        )
+        second = page.query_selector_all(".msg.assistant.done.completed")[1]
+        assert "You said: And what about Spain?" in second.inner_text()
+        page.wait_for_function(
+            f"window.trioVoice.stats.scheduledSeconds > {spoken['scheduledSeconds']}", timeout=UI_TIMEOUT_MS
+        )
+        assert stats(page)["seqGaps"] == 0 and page.errors == []
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+    finally:
+        browser.close()
+
+
+@pytest.mark.models
+def test_interrupt_stops_playback_at_once_and_reports_what_was_heard(playwright, voice_server, tmp_path) -> None:
+    """Interrupt silences the playing reply and sends response.truncate with the audio actually played."""
+    browser = open_browser(playwright, tmp_path)
+    try:
+        page = open_page(browser, voice_server.http_url, f"ws={voice_server.ws_url}")
+        page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        page.get_by_label("Message").fill("Tell me a long story about the sea.")
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_function("window.trioVoice.stats.sounding", timeout=UI_TIMEOUT_MS)
+
+        page.get_by_role("button", name="Interrupt").click()
+
+        after = stats(page)
+        assert after["sounding"] is False and after["stops"] == 1 and after["truncations"] == 1
+        reply = page.wait_for_selector(".msg.assistant[data-heard-ms]", timeout=UI_TIMEOUT_MS)
+        heard_ms = int(reply.get_attribute("data-heard-ms"))
+        assert 0 <= heard_ms < after["scheduledSeconds"] * 1000
+        assert "audio stopped at" in reply.inner_text()
+        sync_api.expect(page.get_by_role("button", name="Interrupt")).to_be_disabled(timeout=UI_TIMEOUT_MS)
+        assert "response_not_found" not in stats(page)["errors"] and page.errors == []
+    finally:
+        browser.close()
+
+
+def test_a_wrong_token_is_reported_and_the_right_one_connects(playwright, tmp_path) -> None:
+    """A refused token gets a clear message and no retry loop; entering the right one connects."""
+    server = ServerProcess(
+        [sys.executable, "-m", "trio_voice.cli", "serve", "--fake-engines", "--port", "0", "--http-port", "0",
+         "--token", "right-token", "--data-dir", str(tmp_path / "data")],
+        tmp_path / "server.log",
+    )  # fmt: skip
+    browser = open_browser(playwright, tmp_path)
+    try:
+        page = open_page(browser, server.http_url, f"ws={server.ws_url}&token=wrong-token")
+        page.wait_for_selector("#conn[data-state=error]", timeout=UI_TIMEOUT_MS)
+        assert "refused the access token" in page.get_by_role("alert").inner_text()
+        assert page.locator("#settings").get_attribute("open") is not None
+
+        page.get_by_label("Access token").fill("right-token")
+        page.get_by_role("button", name="Reconnect").click()
+        page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        sync_api.expect(page.locator("#notice")).to_be_hidden()
+        assert page.errors == []
+    finally:
+        browser.close()
+        server.stop()

@@ -1,0 +1,190 @@
+"""End to end on the real embedded models: `trio-voice serve` as a user starts it, driven over the WebSocket.
+
+One server process for the whole module (embedded llama.cpp SmolLM2, Piper joe-medium, whisper tiny.en,
+Silero VAD), started with the real command line. Speech going in is made by the project's Piper voice
+from known sentences and streamed at real-time pace, like a microphone.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+
+from tests.conftest import Client, connect
+from tests.speech import synthesize_speech, word_error_rate
+from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample
+
+pytestmark = pytest.mark.models
+
+STARTUP_TIMEOUT = 180.0
+FRAME_S = 0.02
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`trio-voice serve` on free ports with the default models (prepared in the default cache dir)."""
+    db = tmp_path_factory.mktemp("real") / "conversations.sqlite3"
+    command = [sys.executable, "-m", "trio_voice.cli", "serve", "--port", "0", "--http-port", "0", "--db", str(db)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        line = ""
+        while time.monotonic() < deadline and process.poll() is None:
+            line = process.stdout.readline()
+            if line.startswith("trio-voice ready:"):
+                break
+        assert line.startswith("trio-voice ready:"), f"server did not start (exit {process.poll()})"
+        _, _, ws_url, http_url = line.split()
+        yield {"ws": ws_url, "http": http_url.rstrip("/")}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0, "the server did not exit cleanly on SIGTERM"
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The same whisper model the server uses, to check what the server said."""
+    from tests.speech import whisper_model_path
+    from trio_voice.stt import Recognizer
+
+    return Recognizer.load(whisper_model_path(), threads=1)
+
+
+async def stream_speech(client: Client, audio16k: np.ndarray, *, trailing_silence_s: float = 1.0) -> None:
+    """Stream speech and then silence as 20 ms binary frames, at real-time pace."""
+    pcm = float_to_pcm16(np.concatenate([audio16k, np.zeros(int(16000 * trailing_silence_s), np.float32)]))
+    step = int(16000 * FRAME_S) * 2
+    start = trio.current_time()
+    for n, i in enumerate(range(0, len(pcm), step)):
+        await client.send(pcm[i : i + step])
+        await trio.sleep_until(start + (n + 1) * FRAME_S)
+
+
+def reply_audio(events: list[dict]) -> tuple[np.ndarray, int]:
+    chunks = [e for e in events if e["type"] == "response.audio.delta"]
+    rate = chunks[0]["sample_rate"]
+    return pcm16_to_float(b"".join(base64.b64decode(e["audio"]) for e in chunks)), rate
+
+
+async def test_text_question_gets_a_spoken_answer(real_server) -> None:
+    """The embedded LLM answers a typed question with streamed text, phrases and audio at the stated rate."""
+    async with connect(real_server["ws"]) as client:
+        events = await client.reply({"type": "message.create", "text": "What is the capital of France?"})
+    done = events[-1]
+    print(f"reply {done['text']!r}; metrics {done['metrics']}")
+    assert done["status"] == "completed", done
+    assert done["text"].strip() and done["metrics"]["first_audio_ms"] is not None
+    audio, rate = reply_audio(events)
+    assert rate == 22050 and len(audio) / rate > 0.5
+    assert float(np.sqrt(np.mean(np.square(audio)))) > 0.01
+
+
+async def test_spoken_reply_is_real_speech(real_server, recognizer) -> None:
+    """What the server speaks is speech: whisper transcribes the audio of a speak turn back to its text."""
+    text = "Welcome back. Today we will practise ordering food in a restaurant."
+    async with connect(real_server["ws"]) as client:
+        events = await client.reply({"type": "speak", "text": text})
+    audio, rate = reply_audio(events)
+    heard = await trio.to_thread.run_sync(recognizer.transcribe_sync, resample(audio, rate, 16000))
+    wer = word_error_rate(text, heard)
+    print(f"spoke {text!r}; whisper heard {heard!r}; WER {wer:.2f}")
+    assert wer <= 0.2
+
+
+SPOKEN = [
+    "What is the capital of France?",
+    "Tell me a fun fact about the ocean.",
+    "How many legs does a spider have?",
+]
+
+
+@pytest.mark.parametrize("sentence", SPOKEN)
+async def test_spoken_question_is_transcribed_and_answered(real_server, sentence: str) -> None:
+    """Real speech streamed in real time: partials while speaking, an accurate final, then a spoken reply."""
+    speech = await trio.to_thread.run_sync(synthesize_speech, sentence)
+    async with connect(real_server["ws"]) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_speech, client, speech)
+            events = await client.recv_until("response.done")
+    types = [e["type"] for e in events]
+    assert types.index("input.speech_started") < types.index("input.speech_stopped") < types.index("transcript.final")
+    final = next(e["text"] for e in events if e["type"] == "transcript.final")
+    wer = word_error_rate(sentence, final)
+    partials = [e["text"] for e in events if e["type"] == "transcript.partial"]
+    done = events[-1]
+    print(f"said {sentence!r}; final {final!r} (WER {wer:.2f}); partials {partials}; metrics {done['metrics']}")
+    assert wer <= 0.2
+    assert partials and types.index("transcript.partial") < types.index("input.speech_stopped")
+    assert done["status"] == "completed"
+    assert done["metrics"]["voice_to_voice_ms"] is not None
+
+
+async def test_barge_in_on_real_models_stops_the_reply(real_server) -> None:
+    """Speaking over a long spoken reply cancels it (turn_detected); none of it follows its response.done."""
+    speech = await trio.to_thread.run_sync(synthesize_speech, "Stop, please tell me the time instead.")
+    async with connect(real_server["ws"]) as client:
+        await client.send({"type": "speak", "text": "This is a long announcement. " * 12})
+        first = await client.recv_until("response.audio.delta")
+        first_id = first[0]["response_id"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_speech, client, speech)
+            events = await client.recv_until("response.done", response_id=first_id)
+            events += await client.recv_until("response.done")
+    done_first = events[len(events) - 1 - [e["type"] for e in reversed(events)].index("response.done")]
+    cancelled = next(e for e in events if e["type"] == "response.done" and e["response_id"] == first_id)
+    assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "turn_detected")
+    print(f"interruption: {cancelled['metrics']}")
+    at = events.index(cancelled)
+    assert [e for e in events[at + 1 :] if e.get("response_id") == first_id] == []
+    assert done_first["response_id"] != first_id
+
+
+def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) -> None:
+    """SIGTERM mid-reply: the reply finishes or is cancelled with reason shutdown, the socket closes 1001, exit 0."""
+
+    async def scenario(ws_url: str, process: subprocess.Popen) -> list[dict]:
+        async with connect(ws_url) as client:
+            await client.send({"type": "speak", "text": "A reply that is still being spoken. " * 6})
+            await client.recv_until("response.audio.delta")
+            process.send_signal(signal.SIGTERM)
+            events = await client.recv_until("response.done")
+            with trio.fail_after(20):
+                try:
+                    while True:
+                        await client.ws.get_message()
+                except Exception as exc:  # noqa: BLE001 - the close is what we wait for
+                    assert getattr(exc, "reason", None) is not None and exc.reason.code == 1001, exc
+            return events
+
+    command = [
+        sys.executable, "-m", "trio_voice.cli", "serve", "--port", "0", "--http-port", "0",
+        "--db", str(tmp_path / "db.sqlite3"), "--shutdown-grace", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ)
+    try:
+        line = ""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not line.startswith("trio-voice ready:") and time.monotonic() < deadline and process.poll() is None:
+            line = process.stdout.readline()
+        events = trio.run(scenario, line.split()[2], process)
+        assert events[-1]["status"] in ("completed", "cancelled")
+        if events[-1]["status"] == "cancelled":
+            assert events[-1]["reason"] == "shutdown"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

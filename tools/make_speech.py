@@ -1,0 +1,83 @@
+"""Spoken-question fixtures: WAV files (16 kHz mono PCM16) of questions read by the project's Piper voice.
+
+``python -m tools.make_speech [--out DIR]`` writes one ``qNN.wav`` per question (the built-in questions
+of the load-test tool) and ``questions.txt`` listing them. Leading and trailing silence is trimmed to
+``MARGIN_S``, so "end of speech" is where the voice stops, not where Piper's padding ends. The files are
+made, not committed: they take ~1.5 MB and a few seconds of synthesis; the benchmarks call
+:func:`ensure_speech` to make them once into the cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
+from trio_voice.config import default_data_dir
+
+SAMPLE_RATE = 16000
+MARGIN_S = 0.05  # silence kept before the first and after the last loud sample
+LOUD = 0.02  # |sample| above this counts as voice when trimming
+
+
+def default_dir() -> Path:
+    return default_data_dir() / "bench-speech"
+
+
+def trim(x: np.ndarray, *, rate: int = SAMPLE_RATE) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(x) > LOUD)
+    if loud.size == 0:
+        return x
+    margin = int(MARGIN_S * rate)
+    return x[max(0, loud[0] - margin) : loud[-1] + margin]
+
+
+def make_speech(texts: list[str], out: Path) -> list[Path]:
+    """Synthesize each of ``texts`` to ``out/qNN.wav`` (16 kHz); return the paths. Blocking (~0.2 s each)."""
+    from trio_voice.tts import Synthesizer
+
+    synth = Synthesizer.load()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, text in enumerate(texts, start=1):
+        pcm = synth.synthesize_sync(text)
+        x = trim(resample(pcm16_to_float(pcm), synth.sample_rate, SAMPLE_RATE))
+        path = out / f"q{n:02d}.wav"
+        path.write_bytes(wav_bytes(float_to_pcm16(x), SAMPLE_RATE))
+        paths.append(path)
+    (out / "questions.txt").write_text("".join(f"{p.name}\t{t}\n" for p, t in zip(paths, texts, strict=True)))
+    return paths
+
+
+def ensure_speech(out: Path | None = None) -> list[Path]:
+    """The spoken-question WAVs in ``out`` (default: the cache dir), made first if missing."""
+    from tools.loadtest.plan import TEXT_QUESTIONS
+
+    out = out or default_dir()
+    paths = [out / f"q{n:02d}.wav" for n in range(1, len(TEXT_QUESTIONS) + 1)]
+    if not all(p.exists() for p in paths):
+        paths = make_speech(list(TEXT_QUESTIONS), out)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.make_speech", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_dir(), help="directory (default %(default)s)")
+    parser.add_argument("texts", nargs="*", help="questions to speak (default: the load-test tool's built-in ones)")
+    args = parser.parse_args(argv)
+    if args.texts:
+        paths = make_speech(args.texts, args.out)
+    else:
+        from tools.loadtest.plan import TEXT_QUESTIONS
+
+        paths = make_speech(list(TEXT_QUESTIONS), args.out)
+    total = sum((p.stat().st_size - 44) / 2 / SAMPLE_RATE for p in paths)
+    print(f"wrote {len(paths)} WAV files ({total:.1f} s of speech) to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
