@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from tests.conftest import Client, connect
 from tests.speech import synthesize_speech, word_error_rate
@@ -166,8 +167,8 @@ def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) 
                 try:
                     while True:
                         await client.ws.get_message()
-                except Exception as exc:  # noqa: BLE001 - the close is what we wait for
-                    assert getattr(exc, "reason", None) is not None and exc.reason.code == 1001, exc
+                except ConnectionClosed as exc:
+                    assert exc.reason.code == 1001, exc
             return events
 
     command = [
