@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import jsonschema
 import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
@@ -20,6 +22,14 @@ from trio_voice.server import Listening, serve
 from trio_voice.storage import open_store
 from trio_voice.telemetry import Telemetry
 from trio_voice.testing import FakeLLM, FakeTTS
+
+SERVER_SCHEMA = json.loads((Path(__file__).parent.parent / "protocol/schema/server.schema.json").read_text())
+
+
+@functools.cache
+def server_validator() -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(SERVER_SCHEMA)
+
 
 # Every socket test runs under this bound, so a hang fails fast instead of stalling CI.
 IO_TIMEOUT = 20.0
@@ -58,7 +68,8 @@ async def run_server(
 
 @attrs.define
 class Client:
-    """A test client that checks the protocol as it reads: seq from 1 without gaps, JSON objects only."""
+    """A test client that checks the protocol as it reads: seq from 1 without gaps, and every event valid
+    against the published JSON Schema (protocol/schema/server.schema.json)."""
 
     ws: WebSocketConnection
     received: list[dict[str, Any]] = attrs.field(factory=list)
@@ -69,6 +80,7 @@ class Client:
     async def recv(self) -> dict[str, Any]:
         with trio.fail_after(IO_TIMEOUT):
             event = json.loads(await self.ws.get_message())
+        server_validator().validate(event)
         expected = len(self.received) + 1
         assert event["seq"] == expected, f"seq {event['seq']} where {expected} was due: {event}"
         self.received.append(event)

@@ -120,13 +120,16 @@ class SessionState:
     created_at: float = attrs.field(factory=time.time)
     activity: str = "idle"  # idle | responding | listening
 
-    def config_view(self) -> dict[str, Any]:
-        return {
-            "instructions": self.instructions,
-            "output_audio": self.output_audio,
-            "input_sample_rate": self.input_sample_rate,
-            "turn_detection": dict(self.turn_detection),
-        }
+    def config_view(self, config: Config, output_sample_rate: int) -> dict[str, Any]:
+        """The ``config`` object of ``session.created`` and ``session.updated``."""
+        return codec.render_session_config(
+            instructions=self.instructions,
+            input_sample_rate=self.input_sample_rate,
+            turn_detection=codec.TurnDetection(**self.turn_detection),
+            output_audio=self.output_audio,
+            output_sample_rate=output_sample_rate,
+            config=config,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -178,7 +181,11 @@ async def run_session(
             end_session = nursery.cancel_scope.cancel
             nursery.start_soon(partial(send_task, ws, out_rx, on_closed=end_session, config=config))
             await out_tx.send(
-                Outgoing(SessionCreated(state.session_id, conversation_id, state.config_view()))
+                Outgoing(
+                    SessionCreated(
+                        state.session_id, conversation_id, state.config_view(config, engines.tts.sample_rate)
+                    )
+                )
             )
             audio_tx, audio_rx = trio.open_memory_channel[ListenItem](config.audio_buffer)
             ctx = SessionContext(
@@ -253,7 +260,9 @@ class SessionContext:
         speech and their VAD/STT ``marks``, so every latency is measured from what the user felt.
         """
         if self.shutdown.draining.is_set():
-            await self.send(ErrorEvent("shutting_down", "the server is shutting down; no new replies"), request_id)
+            await self.send(
+                ErrorEvent("shutting_down", "the server is shutting down; no new replies"), request_id
+            )
             return
         if self.state.current_turn is not None:
             self.state.current_turn.cancel("new_message")
@@ -446,7 +455,8 @@ async def update_session(message: Any, *, ctx: SessionContext) -> None:
         state.turn_detection.update(
             {k: v for k, v in attrs.asdict(message.turn_detection).items() if v is not None}
         )
-    await ctx.send(SessionUpdated(state.conversation_id, state.config_view()), message.request_id)
+    view = state.config_view(ctx.config, ctx.engines.tts.sample_rate)
+    await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
 
 
 async def truncate_reply(
