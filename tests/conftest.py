@@ -18,6 +18,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from trio_voice.config import Config
 from trio_voice.engines import Engines
+from trio_voice.lifecycle import Shutdown
 from trio_voice.server import Listening, serve
 from trio_voice.storage import open_store
 from trio_voice.telemetry import Telemetry
@@ -53,15 +54,17 @@ class RunningServer:
 
 @asynccontextmanager
 async def run_server(
-    tmp_path: Path, engines: dict[str, Any] | None = None, **config: Any
+    tmp_path: Path, engines: dict[str, Any] | None = None, *, shutdown: Shutdown | None = None, **config: Any
 ) -> AsyncIterator[RunningServer]:
     """A real server on loopback port 0 with fake engines (overridable), torn down on exit."""
-    cfg = Config(data_dir=tmp_path, ws_port=0, http_port=0, heartbeat_interval=0, **config)
+    cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
     async with open_store(cfg.database) as store, trio.open_nursery() as nursery:
         bundle = Engines(store=store, **parts)
         telemetry = Telemetry()
-        listening = await nursery.start(partial(serve, cfg, engines=bundle, telemetry=telemetry))
+        listening = await nursery.start(
+            partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown)
+        )
         yield RunningServer(listening, bundle, cfg, telemetry)
         nursery.cancel_scope.cancel()
 
