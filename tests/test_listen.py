@@ -1,0 +1,194 @@
+"""Stage tests of voice input (VAD → turn detection → partial/final transcripts → barge-in) under autojump_clock.
+
+The listener runs with an energy VAD and a scripted recognizer that sleeps like a slow model, so the
+times below are exact: they are what the code decides, not what a machine managed.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import attrs
+import pytest
+import trio
+
+from trio_voice.config import Config
+from trio_voice.engines import Engines
+from trio_voice.events import SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
+from trio_voice.lifecycle import Shutdown
+from trio_voice.limits import TokenBucket
+from trio_voice.listen import AudioIn, Commit, listen_task
+from trio_voice.session import PendingTurn, SessionContext, SessionState, TurnHandle
+from trio_voice.telemetry import Telemetry
+from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone
+
+RATE = 16000
+FRAME_S = 0.02
+CHUNK_S = 0.032
+
+
+@attrs.define
+class Harness:
+    ctx: SessionContext
+    events: list[tuple[float, object]]
+    turns: list[PendingTurn]
+    audio_tx: trio.MemorySendChannel
+    stt: FakeSTT
+
+    async def say(self, speech_s: float, *, silence_s: float = 1.0, lead_s: float = 0.2) -> float:
+        """Stream silence, a tone standing in for speech, and silence, in real time; return when speech ended."""
+        speech_end = 0.0
+        for seconds, loud in ((lead_s, False), (speech_s, True), (silence_s, False)):
+            frames = round(seconds / FRAME_S)
+            for _ in range(frames):
+                pcm = tone(FRAME_S, RATE, amplitude=0.3) if loud else bytes(int(RATE * FRAME_S) * 2)
+                await self.audio_tx.send(AudioIn(pcm, trio.current_time()))
+                await trio.sleep(FRAME_S)
+            if loud:
+                speech_end = trio.current_time()
+        return speech_end
+
+    def of(self, kind: type) -> list[tuple[float, object]]:
+        return [(t, e) for t, e in self.events if isinstance(e, kind)]
+
+
+async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: object) -> Harness:
+    cfg = Config(data_dir="/nonexistent", **config)
+    stt = stt or FakeSTT()
+    engines = Engines(llm=FakeLLM(), tts=FakeTTS(), store=None, stt=stt, vad_factory=FakeVAD)  # type: ignore[arg-type]
+    state = SessionState(
+        session_id="sess_test",
+        conversation_id="conv_test",
+        instructions="",
+        turn_detection={
+            "type": "server_vad",
+            "threshold": 0.5,
+            "silence_ms": cfg.vad_silence_ms,
+            "prefix_ms": 300,
+        },
+    )
+    out_tx, out_rx = trio.open_memory_channel(0)
+    turn_tx, turn_rx = trio.open_memory_channel(0)
+    audio_tx, audio_rx = trio.open_memory_channel(0)
+    ctx = SessionContext(
+        state, engines, cfg, Telemetry(), out_tx, turn_tx, Shutdown(), audio_tx, TokenBucket(10, 10)
+    )
+    harness = Harness(ctx, [], [], audio_tx, stt)
+
+    async def collect_events() -> None:
+        async for item in out_rx:
+            harness.events.append((trio.current_time(), item.event))
+
+    async def collect_turns() -> None:
+        async for pending in turn_rx:
+            harness.turns.append(pending)
+
+    nursery.start_soon(collect_events)
+    nursery.start_soon(collect_turns)
+    nursery.start_soon(partial(listen_task, audio_rx, ctx=ctx))
+    return harness
+
+
+async def test_speech_start_and_stop_are_placed_in_the_stream(autojump_clock: trio.abc.Clock) -> None:
+    """A 1 s utterance after 0.2 s of silence starts at ~200 ms and stops at ~1200 ms of audio."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        await h.say(1.0)
+        nursery.cancel_scope.cancel()
+    [(_, started)] = h.of(SpeechStarted)
+    [(_, stopped)] = h.of(SpeechStopped)
+    assert started.audio_start_ms == pytest.approx(200, abs=CHUNK_S * 1000)
+    assert stopped.audio_end_ms == pytest.approx(1200, abs=CHUNK_S * 1000)
+
+
+async def test_turn_ends_after_the_silence_duration(autojump_clock: trio.abc.Clock) -> None:
+    """speech_stopped is decided silence_ms after the speech ended (to one 32 ms chunk), not before."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, vad_silence_ms=700)
+        speech_end = await h.say(1.0, silence_s=1.5)
+        nursery.cancel_scope.cancel()
+    [(stopped_at, _)] = h.of(SpeechStopped)
+    assert stopped_at - speech_end == pytest.approx(0.7, abs=CHUNK_S + FRAME_S)
+
+
+async def test_partials_arrive_at_the_configured_pace(autojump_clock: trio.abc.Clock) -> None:
+    """With an instant recognizer, a 2 s utterance yields a partial every 0.5 s of speech, then one final."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, partial_interval=0.5)
+        await h.say(2.0)
+        nursery.cancel_scope.cancel()
+    [(started_at, _)] = h.of(SpeechStarted)
+    partial_times = [t - started_at for t, _ in h.of(TranscriptPartial)]
+    assert len(partial_times) == 4
+    for n, at in enumerate(partial_times, 1):
+        assert at == pytest.approx(0.5 * n - 0.064, abs=CHUNK_S + FRAME_S)  # detection came 64 ms into speech
+    assert len(h.of(TranscriptFinal)) == 1
+
+
+async def test_slow_recognizer_drops_stale_partials_never_the_final(autojump_clock: trio.abc.Clock) -> None:
+    """When each partial takes longer than the pace, waiting jobs are replaced, and the final still comes."""
+    stt = FakeSTT(
+        seconds_per_audio_second=1.0
+    )  # a 1 s clip takes 1 s: slower than real time once speech grows
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, stt=stt, partial_interval=0.25)
+        await h.say(3.0, silence_s=5.0)
+        nursery.cancel_scope.cancel()
+    posted = 3.0 / 0.25
+    partial_calls = len(stt.calls) - 1
+    assert partial_calls < posted / 2
+    [(_, final)] = h.of(TranscriptFinal)
+    assert final.text.startswith("I spoke for 3.")
+    assert len(h.turns) == 1
+
+
+async def test_final_starts_a_turn_timed_from_the_end_of_speech(autojump_clock: trio.abc.Clock) -> None:
+    """The final transcript queues a chat turn whose clock starts at the end of speech, with VAD/STT marks."""
+    stt = FakeSTT(seconds_per_audio_second=0.1)
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, stt=stt, vad_silence_ms=500)
+        speech_end = await h.say(1.0)
+        nursery.cancel_scope.cancel()
+    [turn] = h.turns
+    assert turn.kind == "chat" and turn.text.startswith("I spoke for")
+    assert turn.started_at == pytest.approx(speech_end, abs=CHUNK_S)
+    assert turn.speech_marks["vad_decided"] - turn.speech_marks["speech_end"] == pytest.approx(
+        0.5, abs=CHUNK_S
+    )
+    # The final transcribes the utterance (plus prefix and tail) at 0.1 s per second of audio.
+    assert turn.speech_marks["transcript_final"] - turn.speech_marks["vad_decided"] == pytest.approx(
+        0.14, abs=0.02
+    )
+
+
+async def test_speech_during_a_reply_cancels_it_at_once(autojump_clock: trio.abc.Clock) -> None:
+    """Barge-in: when speech is detected, the running turn's scope is cancelled with reason turn_detected."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        running = TurnHandle(response_id="resp_running")
+        h.ctx.state.current_turn = running
+        await h.say(0.5)
+        nursery.cancel_scope.cancel()
+    [(started_at, _)] = h.of(SpeechStarted)
+    assert running.scope.cancel_called and running.reason == "turn_detected"
+    assert running.speech_started_at == pytest.approx(started_at - 0.064, abs=CHUNK_S + FRAME_S)
+
+
+async def test_silence_and_short_clicks_start_nothing(autojump_clock: trio.abc.Clock) -> None:
+    """Silence, and a click shorter than the minimum speech duration, produce no events and no turn."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        await h.say(0.02, silence_s=1.0)  # one 20 ms frame, inside one 32 ms VAD chunk
+        nursery.cancel_scope.cancel()
+    assert h.events == [] and h.turns == []
+
+
+async def test_commit_ends_the_turn_by_hand_with_voice_detection_on(autojump_clock: trio.abc.Clock) -> None:
+    """input_audio.commit mid-speech ends the turn at once instead of waiting for silence."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, vad_silence_ms=5000)
+        await h.say(1.0, silence_s=0.1)
+        await h.audio_tx.send(Commit("c1"))
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert len(h.of(SpeechStopped)) == 1 and len(h.turns) == 1
