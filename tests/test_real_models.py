@@ -35,7 +35,18 @@ FRAME_S = 0.02
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`trio-voice serve` on free ports with the default models (prepared in the default cache dir)."""
     db = tmp_path_factory.mktemp("real") / "conversations.sqlite3"
-    command = [sys.executable, "-m", "trio_voice.cli", "serve", "--port", "0", "--http-port", "0", "--db", str(db)]
+    command = [
+        sys.executable,
+        "-m",
+        "trio_voice.cli",
+        "serve",
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+        "--db",
+        str(db),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -122,12 +133,18 @@ async def test_spoken_question_is_transcribed_and_answered(real_server, sentence
             nursery.start_soon(stream_speech, client, speech)
             events = await client.recv_until("response.done")
     types = [e["type"] for e in events]
-    assert types.index("input.speech_started") < types.index("input.speech_stopped") < types.index("transcript.final")
+    assert (
+        types.index("input.speech_started")
+        < types.index("input.speech_stopped")
+        < types.index("transcript.final")
+    )
     final = next(e["text"] for e in events if e["type"] == "transcript.final")
     wer = word_error_rate(sentence, final)
     partials = [e["text"] for e in events if e["type"] == "transcript.partial"]
     done = events[-1]
-    print(f"said {sentence!r}; final {final!r} (WER {wer:.2f}); partials {partials}; metrics {done['metrics']}")
+    print(
+        f"said {sentence!r}; final {final!r} (WER {wer:.2f}); partials {partials}; metrics {done['metrics']}"
+    )
     assert wer <= 0.2
     assert partials and types.index("transcript.partial") < types.index("input.speech_stopped")
     assert done["status"] == "completed"
@@ -175,11 +192,17 @@ def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) 
         sys.executable, "-m", "trio_voice.cli", "serve", "--port", "0", "--http-port", "0",
         "--db", str(tmp_path / "db.sqlite3"), "--shutdown-grace", "1",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ
+    )
     try:
         line = ""
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not line.startswith("trio-voice ready:") and time.monotonic() < deadline and process.poll() is None:
+        while (
+            not line.startswith("trio-voice ready:")
+            and time.monotonic() < deadline
+            and process.poll() is None
+        ):
             line = process.stdout.readline()
         events = trio.run(scenario, line.split()[2], process)
         assert events[-1]["status"] in ("completed", "cancelled")
@@ -189,3 +212,20 @@ def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+async def test_metrics_count_turns_and_engine_queue_waits(real_server) -> None:
+    """After the turns above, /metrics has latency histograms and the TTS/STT queue waits of real calls."""
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(real_server["http"] + "/metrics")).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    assert samples['trio_voice_engine_queue_wait_seconds_count{engine="tts"}'] > 0
+    assert samples['trio_voice_engine_queue_wait_seconds_count{engine="stt"}'] > 0
+    assert samples["trio_voice_first_audio_seconds_count"] >= 3
+    assert samples["trio_voice_voice_to_voice_seconds_count"] >= 3

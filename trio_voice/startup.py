@@ -71,6 +71,8 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
             max_tokens=config.llm_max_tokens,
             temperature=config.llm_temperature,
         )
+        loaded.tts.on_queue_wait = partial(telemetry.observe_queue_wait, "tts")  # type: ignore[attr-defined]
+        loaded.stt.on_queue_wait = partial(telemetry.observe_queue_wait, "stt")  # type: ignore[attr-defined]
         logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, loaded.tts.sample_rate)  # type: ignore[attr-defined]
         yield Engines(llm=llm, tts=loaded.tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
 

@@ -29,6 +29,7 @@ import numpy as np
 import trio
 
 from trio_voice.errors import ModelPreparationError, RecognitionError
+from trio_voice.threads import WaitObserver, run_model_call
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Recognizer:
         self.threads = threads
         self.model_path = model_path
         self.limiter = trio.CapacityLimiter(1)
+        self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod
     def load(cls, model_path: Path, *, threads: int = 2) -> Recognizer:
@@ -155,7 +157,7 @@ class Recognizer:
         Raises:
             RecognitionError: whisper.cpp failed.
         """
-        return await trio.to_thread.run_sync(self.transcribe_sync, audio, limiter=self.limiter)
+        return await run_model_call(self.transcribe_sync, audio, limiter=self.limiter, on_wait=self.on_queue_wait)
 
 
 def _check_header(model_path: Path) -> None:

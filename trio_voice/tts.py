@@ -36,6 +36,7 @@ from piper import PiperVoice
 from piper.config import PiperConfig
 
 from .errors import SynthesisError
+from .threads import WaitObserver, run_model_call
 
 __all__ = ["DEFAULT_THREADS_PER_INSTANCE", "Synthesizer"]
 
@@ -109,6 +110,7 @@ class Synthesizer:
         self.instances = instances
         self.sample_rate: int = voice.config.sample_rate
         self.limiter = trio.CapacityLimiter(instances)
+        self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod
     def load(
@@ -193,7 +195,9 @@ class Synthesizer:
             # thread really finishes (it is released when the thread reports back, abandoned or not),
             # so capacity accounting stays right and the session pool is never over-subscribed; the
             # abandoned chunk's audio is discarded with the generator, which nothing touches again.
-            audio = await trio.to_thread.run_sync(next_chunk, limiter=self.limiter, abandon_on_cancel=True)
+            audio = await run_model_call(
+                next_chunk, limiter=self.limiter, on_wait=self.on_queue_wait, abandon_on_cancel=True
+            )
             if audio is None:
                 return
             if audio:
