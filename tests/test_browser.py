@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,9 @@ import pytest
 
 from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -47,9 +48,11 @@ pytestmark = [
 ]
 
 
-def chromium_args(fake_audio: Path | None) -> list[str]:
+def chromium_args(fake_audio: Path | None, *, deny_microphone: bool = False) -> list[str]:
+    # The fake UI grants the microphone without asking; without it, headless Chromium refuses it.
+    permission = "--deny-permission-prompts" if deny_microphone else "--use-fake-ui-for-media-stream"
     args = [
-        "--use-fake-ui-for-media-stream",
+        permission,
         "--use-fake-device-for-media-stream",
         "--headless",
         "--no-sandbox",
@@ -85,16 +88,29 @@ class ServerProcess:
     def __init__(self, argv: list[str], log: Path) -> None:
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            argv,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.log = log
         lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+
+        def read_lines() -> None:  # stdout must keep draining, or a chatty server would block on it
+            for line in self.proc.stdout:
+                lines.put(line)
+            lines.put(b"")  # the server exited
+
+        threading.Thread(target=read_lines, daemon=True).start()
         try:
             line = lines.get(timeout=SERVER_START_TIMEOUT).decode()
         except queue.Empty:
             self.stop()
             raise AssertionError(f"no ready line within {SERVER_START_TIMEOUT} s; see {log}") from None
+        if not line:
+            self.stop()
+            raise AssertionError(f"the server exited ({self.proc.returncode}) before it was ready; see {log}")
         match = re.match(r"trio-voice ready: (\S+)\s+(\S+?)/?$", line.strip())
         if match is None:
             self.stop()
@@ -115,7 +131,9 @@ class ServerProcess:
 @pytest.fixture(scope="module")
 def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("voice-server")
-    server = ServerProcess([sys.executable, "-m", "tests.browser.voice_server", str(data)], data / "server.log")
+    server = ServerProcess(
+        [sys.executable, "-m", "tests.browser.voice_server", str(data)], data / "server.log"
+    )
     yield server
     server.stop()
 
@@ -131,13 +149,15 @@ def playwright() -> Iterator[object]:
         yield pw
 
 
-def open_browser(playwright, tmp_path: Path, fake_audio: Path | None = None):
+def open_browser(
+    playwright, tmp_path: Path, fake_audio: Path | None = None, *, deny_microphone: bool = False
+):
     """A fresh headless Chromium with an empty profile; closed by the caller."""
     return playwright.chromium.launch_persistent_context(
         str(tmp_path / "profile"),
         executable_path=str(CHROMIUM),
         headless=True,
-        args=chromium_args(fake_audio),
+        args=chromium_args(fake_audio, deny_microphone=deny_microphone),
         viewport={"width": 1000, "height": 900},
     )
 
@@ -179,8 +199,8 @@ def test_spoken_and_typed_turns_show_transcripts_replies_latency_and_play_audio(
         assert spoken["chunks"] >= 1 and spoken["framesSent"] > 0
         assert page.get_by_role("button", name="Stop microphone").get_attribute("aria-pressed") == "true"
 
-        page.get_by_label("Message").fill("And what about Spain?")
-        page.get_by_label("Message").press("Enter")
+        page.get_by_role("textbox", name="Message", exact=True).fill("And what about Spain?")
+        page.get_by_role("textbox", name="Message", exact=True).press("Enter")
         page.wait_for_selector(".msg.user.typed", timeout=UI_TIMEOUT_MS)
         page.wait_for_function(
             "document.querySelectorAll('.msg.assistant.done.completed').length === 2", timeout=UI_TIMEOUT_MS
@@ -199,13 +219,15 @@ def test_spoken_and_typed_turns_show_transcripts_replies_latency_and_play_audio(
 
 
 @pytest.mark.models
-def test_interrupt_stops_playback_at_once_and_reports_what_was_heard(playwright, voice_server, tmp_path) -> None:
+def test_interrupt_stops_playback_at_once_and_reports_what_was_heard(
+    playwright, voice_server, tmp_path
+) -> None:
     """Interrupt silences the playing reply and sends response.truncate with the audio actually played."""
     browser = open_browser(playwright, tmp_path)
     try:
         page = open_page(browser, voice_server.http_url, f"ws={voice_server.ws_url}")
         page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
-        page.get_by_label("Message").fill("Tell me a long story about the sea.")
+        page.get_by_role("textbox", name="Message", exact=True).fill("Tell me a long story about the sea.")
         page.get_by_role("button", name="Send").click()
         page.wait_for_function("window.trioVoice.stats.sounding", timeout=UI_TIMEOUT_MS)
 
@@ -218,18 +240,39 @@ def test_interrupt_stops_playback_at_once_and_reports_what_was_heard(playwright,
         assert 0 <= heard_ms < after["scheduledSeconds"] * 1000
         assert "audio stopped at" in reply.inner_text()
         sync_api.expect(page.get_by_role("button", name="Interrupt")).to_be_disabled(timeout=UI_TIMEOUT_MS)
-        assert "response_not_found" not in stats(page)["errors"] and page.errors == []
+        page.wait_for_function("window.trioVoice.stats.truncatesSent === 1", timeout=UI_TIMEOUT_MS)
+
+        # The server answers messages in order: once the next reply is done, a refusal of the
+        # truncate would have arrived.
+        page.get_by_role("textbox", name="Message", exact=True).fill("Thanks.")
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_function(
+            "document.querySelectorAll('.msg.assistant.done').length === 2", timeout=UI_TIMEOUT_MS
+        )
+        assert stats(page)["errors"] == [] and page.errors == []
     finally:
         browser.close()
 
 
+def fake_engines_server(tmp_path: Path, *options: str) -> ServerProcess:
+    """``trio-voice serve --fake-engines`` on free ports: for what the page does without models."""
+    argv = [
+        sys.executable,
+        "-m",
+        "trio_voice.cli",
+        "serve",
+        "--fake-engines",
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+    ]
+    return ServerProcess([*argv, "--data-dir", str(tmp_path / "data"), *options], tmp_path / "server.log")
+
+
 def test_a_wrong_token_is_reported_and_the_right_one_connects(playwright, tmp_path) -> None:
     """A refused token gets a clear message and no retry loop; entering the right one connects."""
-    server = ServerProcess(
-        [sys.executable, "-m", "trio_voice.cli", "serve", "--fake-engines", "--port", "0", "--http-port", "0",
-         "--token", "right-token", "--data-dir", str(tmp_path / "data")],
-        tmp_path / "server.log",
-    )  # fmt: skip
+    server = fake_engines_server(tmp_path, "--token", "right-token")
     browser = open_browser(playwright, tmp_path)
     try:
         page = open_page(browser, server.http_url, f"ws={server.ws_url}&token=wrong-token")
@@ -242,6 +285,47 @@ def test_a_wrong_token_is_reported_and_the_right_one_connects(playwright, tmp_pa
         page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
         sync_api.expect(page.locator("#notice")).to_be_hidden()
         assert page.errors == []
+    finally:
+        browser.close()
+        server.stop()
+
+
+def test_a_full_server_is_reported_and_retried_until_a_place_frees_up(playwright, tmp_path) -> None:
+    """server_full (close 1013) shows a notice and backs off; the page connects once a session ends."""
+    server = fake_engines_server(tmp_path, "--max-sessions", "1")
+    browser = open_browser(playwright, tmp_path)
+    try:
+        first = open_page(browser, server.http_url, f"ws={server.ws_url}")
+        first.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        second = open_page(browser, server.http_url, f"ws={server.ws_url}")
+        second.wait_for_selector("#conn[data-state=retrying]", timeout=UI_TIMEOUT_MS)
+        assert "The server is full right now" in second.locator("#notice").inner_text()
+
+        first.close()
+        second.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        sync_api.expect(second.locator("#notice")).to_be_hidden()
+        assert second.errors == []
+    finally:
+        browser.close()
+        server.stop()
+
+
+def test_a_refused_microphone_is_explained_and_typing_still_works(playwright, tmp_path) -> None:
+    """When the microphone is refused the page says how to allow it, stays off, and text still gets replies."""
+    server = fake_engines_server(tmp_path)
+    browser = open_browser(playwright, tmp_path, deny_microphone=True)
+    try:
+        page = open_page(browser, server.http_url, f"ws={server.ws_url}")
+        page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        page.get_by_role("button", name="Start conversation").click()
+        sync_api.expect(page.locator("#notice")).to_contain_text("Microphone permission was refused")
+        assert page.locator("#mic").get_attribute("aria-pressed") == "false"
+
+        page.get_by_role("textbox", name="Message", exact=True).fill("Hello there")
+        page.get_by_role("textbox", name="Message", exact=True).press("Enter")
+        reply = page.wait_for_selector(".msg.assistant.done.completed", timeout=UI_TIMEOUT_MS)
+        assert "You said: Hello there" in reply.inner_text()
+        assert stats(page)["framesSent"] == 0 and page.errors == []
     finally:
         browser.close()
         server.stop()

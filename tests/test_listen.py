@@ -15,7 +15,6 @@ import trio
 from trio_voice.config import Config
 from trio_voice.engines import Engines
 from trio_voice.events import SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
-from trio_voice.lifecycle import Shutdown
 from trio_voice.limits import TokenBucket
 from trio_voice.listen import AudioIn, Commit, listen_task
 from trio_voice.session import PendingTurn, SessionContext, SessionState, TurnHandle
@@ -71,7 +70,7 @@ async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: 
     turn_tx, turn_rx = trio.open_memory_channel(0)
     audio_tx, audio_rx = trio.open_memory_channel(0)
     ctx = SessionContext(
-        state, engines, cfg, Telemetry(), out_tx, turn_tx, Shutdown(), audio_tx, TokenBucket(10, 10)
+        state, engines, cfg, Telemetry(), out_tx, turn_tx, audio_tx, TokenBucket(10, 10)
     )
     harness = Harness(ctx, [], [], audio_tx, stt)
 

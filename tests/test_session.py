@@ -226,3 +226,22 @@ async def test_client_vanishing_mid_reply_leaves_nothing_running(tmp_path) -> No
         # The interrupted reply was stored as far as it got.
         turns = await server.engines.store.recent_turns(5)
         assert [(t["status"], t["reason"]) for t in turns] == [("cancelled", "client_disconnected")]
+
+
+async def test_truncate_of_a_running_reply_applies_when_it_is_stored(tmp_path) -> None:
+    """A truncate sent while its reply still runs is accepted, and the stored message keeps only what was heard."""
+    tts = FakeTTS(ms_per_char=100.0, delay=lambda text: 0.05)
+    async with run_server(tmp_path, {"tts": tts}) as server, connect(server.ws_url) as client:
+        await client.send({"type": "speak", "text": "One two three four. Five six seven eight. Nine ten eleven twelve."})
+        events = await client.recv_until("response.audio.delta")
+        response_id = events[0]["response_id"]
+        heard_ms = int(len("One two three four.") * 100.0)
+        await client.send({"type": "response.truncate", "response_id": response_id, "audio_end_ms": heard_ms})
+        await client.send({"type": "response.cancel"})
+        events += await client.recv_until("response.done")
+        assert not [e for e in events if e["type"] == "error"]
+        conversation = client.received[0]["conversation_id"]
+        await client.send({"type": "ping"})
+        await client.recv_until("pong")
+        [stored] = await server.engines.store.history(conversation, limit=5)
+    assert (stored.text, stored.interrupted) == ("One two three four.", True)

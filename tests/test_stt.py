@@ -269,3 +269,10 @@ def test_white_noise_gives_nothing_or_a_hallucination(recognizer):
     text = recognizer.transcribe_sync(noise)
     print(f"white noise -> {text!r}")
     assert is_hallucination(text)
+
+
+def test_stock_phrase_is_believed_when_the_voice_was_clear():
+    """With clear_speech, "Thank you." counts as words; tags and empty text still do not."""
+    assert not is_hallucination("Thank you.", clear_speech=True)
+    assert is_hallucination("[BLANK_AUDIO]", clear_speech=True)
+    assert is_hallucination("", clear_speech=True)

@@ -87,7 +87,7 @@ async def test_manual_turns_commit_and_clear(tmp_path) -> None:
         await client.send({"type": "input_audio.clear"})
         await client.send({"type": "input_audio.commit", "request_id": "c1"})
         error = await client.recv()
-        assert (error["type"], error["code"], error["request_id"]) == ("error", "no_audio", "c1")
+        assert (error["type"], error["code"], error["request_id"]) == ("error", "input_audio_empty", "c1")
         await stream(client, utterance(0.8, tail_silence_s=0.0))
         await client.send({"type": "input_audio.commit", "request_id": "c2"})
         events = await client.recv_until("response.done")
@@ -134,10 +134,20 @@ async def test_silence_and_noise_start_no_reply(tmp_path) -> None:
     async with run_server(tmp_path, voice_engines(**stt)) as server, connect(server.ws_url) as client:
         await stream(client, bytes(32000))
         await client.expect_quiet(0.3)
-        await stream(client, utterance(0.5))
+        await stream(client, utterance(0.5, amplitude=0.019))  # the VAD hears it, unsure: noise
         events = await client.recv_until("transcript.final")
         await client.expect_quiet(0.5)
     assert events[-1]["text"] == ""
+
+
+async def test_thank_you_in_a_clear_voice_is_believed(tmp_path) -> None:
+    """When the VAD is sure it heard a voice, "Thank you." is what the user said, and it gets a reply."""
+    stt = {"text": lambda audio: "Thank you."}
+    async with run_server(tmp_path, voice_engines(**stt)) as server, connect(server.ws_url) as client:
+        await stream(client, utterance(0.6))
+        events = await client.recv_until("response.done")
+    final = next(e for e in events if e["type"] == "transcript.final")
+    assert final["text"] == "Thank you." and events[-1]["status"] == "completed"
 
 
 async def test_audio_faster_than_allowed_is_refused(tmp_path) -> None:

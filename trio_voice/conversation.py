@@ -39,15 +39,12 @@ async def store_reply(
 ) -> None:
     """Store what a reply actually sent, and its latency record. Storage failures are logged, not raised:
     the reply has already been delivered."""
+    record.stored = True  # from here on, a response.truncate updates the stored message
+    text = record.kept_text
     try:
-        if record.text:
-            await store.add_message(
-                conversation_id,
-                "assistant",
-                record.text,
-                interrupted=status != "completed",
-                response_id=response_id,
-            )
+        if text:
+            interrupted = status != "completed" or text != record.text
+            await store.add_message(conversation_id, "assistant", text, interrupted=interrupted, response_id=response_id)
         await store.record_turn(conversation_id, response_id, status=status, reason=reason, metrics=metrics)
     except StorageError as exc:
         logger.error("could not store reply %s of conversation %s: %s", response_id, conversation_id, exc)

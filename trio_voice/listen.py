@@ -24,13 +24,24 @@ import trio
 from .audio import Resampler, pcm16_to_float, resample
 from .errors import RecognitionError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
-from .segmenter import CHUNK_SAMPLES, SAMPLE_RATE, Segmenter, SegmenterSettings, SpeechEnd, SpeechStart
+from .segmenter import (
+    CHUNK_SAMPLES,
+    HYSTERESIS,
+    SAMPLE_RATE,
+    Segmenter,
+    SegmenterSettings,
+    SpeechEnd,
+    SpeechStart,
+)
 from .stt import is_hallucination
 
 logger = logging.getLogger(__name__)
 
 # Longest utterance transcribed at once; longer speech is cut into turns of this length.
 MAX_UTTERANCE_S = 30.0
+# Mean VAD probability over an utterance's voiced chunks above which it is clearly a voice: whisper's stock phrases
+# ("Thank you.") are then taken as said, not as its usual hallucination on noise.
+CLEAR_SPEECH = 0.8
 # Audio after the last speech chunk that goes to the recognizer with the utterance (word tails).
 TAIL_MS = 100
 
@@ -125,6 +136,7 @@ class Listener:
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD chunk
         self.utterance = 0  # bumped at every turn end; partials of older utterances are dropped
         self.speech_start_ms: float | None = None
+        self.speech_probabilities: list[float] = []  # VAD output over the current utterance
         self.next_partial_ms = 0.0
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
         self.clock = (0.0, 0.0)  # (stream ms, server time) at the last frame
@@ -171,6 +183,8 @@ class Listener:
         if settings != self.segmenter.settings:
             self.segmenter.settings = settings
         for p in probabilities:
+            if self.segmenter.in_speech and p >= settings.threshold - HYSTERESIS:
+                self.speech_probabilities.append(p)  # how sure the VAD was, over the voiced chunks
             decision = self.segmenter.feed(p)
             if isinstance(decision, SpeechStart):
                 await self.on_speech_start(decision)
@@ -183,6 +197,7 @@ class Listener:
 
     async def on_speech_start(self, start: SpeechStart) -> None:
         self.speech_start_ms = start.start_ms
+        self.speech_probabilities = []
         self.next_partial_ms = start.detected_ms + self.ctx.config.partial_interval * 1000
         turn = self.ctx.state.current_turn
         if turn is not None:
@@ -206,13 +221,15 @@ class Listener:
     async def on_speech_end(self, end: SpeechEnd) -> None:
         assert self.speech_start_ms is not None
         audio = self.window.between(self.speech_start_ms, end.end_ms + TAIL_MS)
+        probabilities = self.speech_probabilities or [0.0]
+        clear = sum(probabilities) / len(probabilities) >= CLEAR_SPEECH
         self.utterance += 1
         self.speech_start_ms = None
         if self.ctx.state.current_turn is None:
             self.ctx.state.activity = "idle"
         await self.ctx.send(SpeechStopped(int(end.end_ms)))
         marks = {"speech_end": self.server_time(end.end_ms), "vad_decided": self.server_time(end.decided_ms)}
-        self.nursery.start_soon(partial(self.finalize, audio, marks, None))
+        self.nursery.start_soon(partial(self.finalize, audio, marks, None, clear_speech=clear))
 
     async def on_commit(self, commit: Commit) -> None:
         """End the user's turn by hand: whatever speech is buffered becomes the final transcript."""
@@ -220,7 +237,7 @@ class Listener:
             end = self.segmenter.end_now()
             if end is None:
                 await self.ctx.send(
-                    ErrorEvent("no_audio", "no speech is buffered to commit"), commit.request_id
+                    ErrorEvent("input_audio_empty", "no speech is buffered to commit"), commit.request_id
                 )
                 return
             end = attrs.evolve(end, end_ms=self.window.end_ms)
@@ -230,7 +247,7 @@ class Listener:
         self.manual_start_ms = self.window.end_ms
         self.window.trim(self.manual_start_ms)
         if audio.size == 0:
-            await self.ctx.send(ErrorEvent("no_audio", "no audio is buffered to commit"), commit.request_id)
+            await self.ctx.send(ErrorEvent("input_audio_empty", "no audio is buffered to commit"), commit.request_id)
             return
         now = self.server_time(self.window.end_ms)
         self.nursery.start_soon(
@@ -260,7 +277,9 @@ class Listener:
             if job.utterance == self.utterance and text and not is_hallucination(text):
                 await self.ctx.send(TranscriptPartial(text))
 
-    async def finalize(self, audio: np.ndarray, marks: dict[str, float], request_id: str | None) -> None:
+    async def finalize(
+        self, audio: np.ndarray, marks: dict[str, float], request_id: str | None, *, clear_speech: bool = False
+    ) -> None:
         """The final transcript of one utterance, then its reply (unless it was noise)."""
         try:
             text = await self.ctx.engines.stt.transcribe(audio)
@@ -268,7 +287,7 @@ class Listener:
             await self.ctx.error(exc, request_id)
             return
         marks["transcript_final"] = trio.current_time()
-        if not text or is_hallucination(text):
+        if not text or is_hallucination(text, clear_speech=clear_speech):
             logger.info(
                 "session %s: no words in %.1f s of audio (%r)",
                 self.ctx.state.session_id,

@@ -195,9 +195,9 @@ async def run_session(
                 telemetry,
                 out_tx.clone(),
                 turn_tx.clone(),
-                shutdown or Shutdown(),
                 audio_tx if engines.stt is not None else None,
                 TokenBucket(rate=config.max_audio_realtime_factor, burst=AUDIO_BURST_S),
+                shutdown or Shutdown(),
             )
             nursery.start_soon(partial(converse_task, turn_rx, ctx=ctx))
             if engines.stt is not None and engines.vad_factory is not None:
@@ -228,9 +228,9 @@ class SessionContext:
     telemetry: Telemetry
     out_tx: trio.MemorySendChannel[Outgoing]
     turn_tx: trio.MemorySendChannel[PendingTurn]
-    shutdown: Shutdown
     audio_tx: trio.MemorySendChannel[ListenItem] | None = None
     audio_budget: TokenBucket = attrs.field(factory=lambda: TokenBucket(rate=1.0, burst=1.0))
+    shutdown: Shutdown = attrs.field(factory=Shutdown)
 
     async def send(self, event: Any, request_id: str | None = None) -> None:
         await self.out_tx.send(Outgoing(event, request_id))
@@ -459,19 +459,16 @@ async def update_session(message: Any, *, ctx: SessionContext) -> None:
     await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
 
 
-async def truncate_reply(
-    response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext
-) -> None:
-    """The client heard only ``audio_end_ms`` of a reply: keep only those words in the conversation."""
+async def truncate_reply(response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext) -> None:
+    """The client heard only ``audio_end_ms`` of a reply (running or recent): keep only those words."""
     found = ctx.state.records.get(response_id)
     if found is None:
-        raise RemoteProtocolError(
-            f"no recent reply {response_id!r}", code="response_not_found", request_id=request_id
-        )
+        raise RemoteProtocolError(f"no recent reply {response_id!r}", code="response_not_found", request_id=request_id)
     _, record = found
-    heard = record.heard_text(audio_end_ms)
-    if audio_end_ms < record.audio_ms:
-        await ctx.engines.store.update_message_text(response_id, heard, interrupted=True)
+    record.heard_ms = audio_end_ms
+    if record.stored and audio_end_ms < record.audio_ms:
+        # Queued behind the reply's own write on the store's single writer, so it lands after it.
+        await ctx.engines.store.update_message_text(response_id, record.kept_text, interrupted=True)
 
 
 async def converse_task(turn_rx: trio.MemoryReceiveChannel[PendingTurn], *, ctx: SessionContext) -> None:
@@ -494,6 +491,9 @@ async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
     state.activity = "responding"
     record = TurnRecord(started_at=pending.started_at)
     record.marks.update(pending.speech_marks)
+    state.records[handle.response_id] = (state.conversation_id, record)
+    while len(state.records) > KEPT_TURN_RECORDS:
+        state.records.popitem(last=False)
     status, reason = "cancelled", "client_disconnected"
     emit = partial(_emit, ctx.out_tx, pending.request_id)
     conversation_id = state.conversation_id
@@ -536,9 +536,6 @@ async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
         state.current_turn = None
         state.activity = "idle"
         state.turn_counts[status] += 1
-        state.records[handle.response_id] = (conversation_id, record)
-        while len(state.records) > KEPT_TURN_RECORDS:
-            state.records.popitem(last=False)
         if metrics is None:
             metrics = turn_metrics(record, handle)
         ctx.telemetry.turn_done(status, reason, metrics)

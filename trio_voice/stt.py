@@ -251,8 +251,11 @@ _SENTENCE_END = re.compile(r"[.!?…]+")
 _NOT_WORD = re.compile(r"[^a-z0-9']+")
 
 
-def is_hallucination(text: str) -> bool:
+def is_hallucination(text: str, *, clear_speech: bool = False) -> bool:
     """True when ``text`` is what whisper typically makes of silence or noise rather than speech.
+
+    With ``clear_speech`` (the VAD was confident the clip is a voice), stock phrases are believed:
+    a user who says "Thank you." means it. Empty text, tags and credits are never believed.
 
     That is: no letter or digit at all (``""``, ``"..."``, ``"() ()"``); only sound tags (``[BLANK_AUDIO]``, ``(music)``, ``*cough*``,
     ``♪``); subtitle credits; or sentences that are each a stock phrase ("Thank you.", "you",
@@ -263,4 +266,4 @@ def is_hallucination(text: str) -> bool:
         return True
     sentences = [_NOT_WORD.sub(" ", s).strip() for s in _SENTENCE_END.split(lowered)]
     sentences = [s for s in sentences if s]
-    return all(s in _STOCK_PHRASES for s in sentences)
+    return not clear_speech and all(s in _STOCK_PHRASES for s in sentences)

@@ -177,8 +177,15 @@ def fake_voice_input() -> tuple[FakeSTT, Callable[[], FakeVAD]]:
 
 
 def utterance(
-    speech_s: float, *, lead_silence_s: float = 0.2, tail_silence_s: float = 0.8, rate: int = 16000
+    speech_s: float,
+    *,
+    lead_silence_s: float = 0.2,
+    tail_silence_s: float = 0.8,
+    rate: int = 16000,
+    amplitude: float = 0.3,
 ) -> bytes:
-    """PCM16LE of silence, a loud tone standing in for speech, and silence: what FakeVAD hears as one turn."""
+    """PCM16LE of silence, a tone standing in for speech, and silence: what FakeVAD hears as one turn.
+
+    At the default amplitude FakeVAD is certain it is speech; near 0.02 it is unsure (noise-like)."""
     silence = lambda s: bytes(2 * int(s * rate))  # noqa: E731
-    return silence(lead_silence_s) + tone(speech_s, rate, amplitude=0.3) + silence(tail_silence_s)
+    return silence(lead_silence_s) + tone(speech_s, rate, amplitude=amplitude) + silence(tail_silence_s)

@@ -63,6 +63,15 @@ class TurnRecord:
     phrases: list[str] = attrs.field(factory=list)  # phrases whose audio (or text) was sent, in order
     phrase_audio_ms: list[float] = attrs.field(factory=list)  # audio sent per phrase
     marks: dict[str, float] = attrs.field(factory=dict)  # event name → trio time of its first occurrence
+    heard_ms: float | None = None  # the client played only this much audio (response.truncate)
+    stored: bool = False  # the reply has been handed to the conversation store
+
+    @property
+    def kept_text(self) -> str:
+        """What the conversation keeps: the text sent, cut to the words heard when the client said so."""
+        if self.heard_ms is None or self.heard_ms >= self.audio_ms:
+            return self.text
+        return self.heard_text(self.heard_ms)
 
     def mark(self, name: str) -> None:
         self.marks.setdefault(name, trio.current_time())

@@ -73,7 +73,8 @@ const stats = {
   scheduledSeconds: 0,
   underruns: 0,
   stops: 0,
-  truncations: 0,
+  truncations: 0, // replies cut short here
+  truncatesSent: 0, // response.truncate messages sent
   seqGaps: 0,
   errors: [],
 };
@@ -200,6 +201,7 @@ function onClosed(close, ws) {
     setConn("idle", "Disconnected (idle)");
     showNotice("The session was closed after a long silence. It reconnects when you speak or type.", {
       retry: true,
+      source: "connection",
     });
   } else if (!state.opened && !wasConnected) {
     // The handshake failed: a browser does not see the HTTP status, so ask the HTTP server whether
@@ -213,7 +215,7 @@ function onClosed(close, ws) {
           state.token
             ? "The server refused the access token. Enter the right one under “Connection settings”."
             : "This server needs an access token. Enter it under “Connection settings”.",
-          { retry: false },
+          { retry: false, source: "connection" },
         );
         ui.settings.open = true;
         ui.token.focus();
@@ -247,7 +249,7 @@ function retryLater(short, message) {
   const delay = base * (0.8 + Math.random() * 0.4);
   state.attempt += 1;
   setConn("retrying", `${short}, retrying…`);
-  showNotice(`${message} Retrying in ${Math.round(delay)} s.`, { retry: true });
+  showNotice(`${message} Retrying in ${Math.round(delay)} s.`, { retry: true, source: "connection" });
   clearTimeout(state.retryTimer);
   state.retryTimer = setTimeout(connect, delay * 1000);
 }
@@ -347,7 +349,7 @@ function onSessionCreated(event) {
   ui.outRate.textContent = `${event.config.output_sample_rate} Hz`;
   state.serverInputRate = event.config.input_sample_rate;
   setConn("connected", "Connected");
-  if (ui.notice.dataset.kind !== "error-sticky") hideNotice();
+  if (ui.notice.dataset.source === "connection") hideNotice();
   const update = {};
   if (state.conversationId) update.conversation_id = state.conversationId; // keep the history on reconnect
   if (state.micRate && state.micRate !== state.serverInputRate) update.input_sample_rate = state.micRate;
@@ -490,6 +492,11 @@ function onResponseDone(event) {
   const el = state.replyEls.get(event.response_id);
   if (state.responseId === event.response_id) state.responseId = null;
   if (event.status === "cancelled") stopPlayback({ truncate: true, responseId: event.response_id });
+  const record = state.playing.get(event.response_id);
+  if (record) {
+    record.done = true;
+    if (record.truncated) sendTruncate(event.response_id, record);
+  }
   if (el) {
     el.classList.remove("streaming");
     el.classList.add("done", event.status);
@@ -635,6 +642,13 @@ function onAudioDelta(event) {
   updateButtons();
 }
 
+function sendTruncate(id, record) {
+  if (record.truncateSent || record.heardMs === undefined) return;
+  record.truncateSent = true;
+  stats.truncatesSent += 1;
+  send({ type: "response.truncate", response_id: id, audio_end_ms: record.heardMs });
+}
+
 function isPlaying() {
   for (const record of state.playing.values()) {
     if (!record.stopped && record.chunks.some((c) => !c.ended)) return true;
@@ -679,7 +693,10 @@ function stopPlayback({ truncate, responseId = null }) {
     if (truncate && !record.truncated && playedS < record.scheduled - 0.001) {
       record.truncated = true;
       stats.truncations += 1;
-      send({ type: "response.truncate", response_id: id, audio_end_ms: Math.floor(playedS * 1000) });
+      record.heardMs = Math.floor(playedS * 1000);
+      // The server finds a reply for response.truncate only once it has ended: a running one's
+      // truncate waits for its response.done (which a barge-in or cancel brings at once).
+      if (record.done) sendTruncate(id, record);
       const el = state.replyEls.get(id);
       if (el) {
         el.dataset.heardMs = String(Math.floor(playedS * 1000));
@@ -711,7 +728,14 @@ async function startMic() {
     const streamPromise = navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
     });
-    await ctx.audioWorklet.addModule(new URL("audio-worklet.js", import.meta.url));
+    // Asked for in parallel with loading the worklet; its refusal is handled below, not "unhandled".
+    streamPromise.catch(() => {});
+    try {
+      await ctx.audioWorklet.addModule(new URL("audio-worklet.js", import.meta.url));
+    } catch (err) {
+      streamPromise.then((stream) => stream.getTracks().forEach((track) => track.stop())).catch(() => {});
+      throw err;
+    }
     const stream = await streamPromise;
     state.micRate = SUPPORTED_RATES.includes(ctx.sampleRate) ? ctx.sampleRate : FALLBACK_RATE;
     ui.micRate.textContent = `${state.micRate} Hz`;
@@ -848,9 +872,11 @@ function setActivity(text) {
   if (ui.activity.textContent !== text) ui.activity.textContent = text;
 }
 
-function showNotice(text, { retry = false, kind = "error" } = {}) {
+/** Show one notice; `source: "connection"` ones are cleared by the next successful connection. */
+function showNotice(text, { retry = false, kind = "error", source = "page" } = {}) {
   ui.notice.hidden = false;
   ui.notice.dataset.kind = kind;
+  ui.notice.dataset.source = source;
   ui.noticeText.textContent = text;
   ui.noticeRetry.hidden = !retry;
 }
