@@ -145,3 +145,15 @@ def test_static_content_types_are_explicit() -> None:
     assert content_type("app.js") == "text/javascript; charset=utf-8"
     assert content_type("style.css") == "text/css; charset=utf-8"
     assert content_type("blob") == "application/octet-stream"
+
+
+async def test_client_config_tells_where_the_websocket_listens(tmp_path) -> None:
+    """/v1/config is public and names the real WebSocket port, even when the server was asked for port 0."""
+    async with run_server(tmp_path, tokens=("t",)) as server, httpx.AsyncClient() as http:
+        response = await http.get(server.http_url + "/v1/config")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ws_port": server.listening.ws_port,
+        "ws_path": "/v1/voice",
+        "auth_required": True,
+    }

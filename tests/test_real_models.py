@@ -151,6 +151,21 @@ async def test_spoken_question_is_transcribed_and_answered(real_server, sentence
     assert done["metrics"]["voice_to_voice_ms"] is not None
 
 
+async def test_a_short_pause_does_not_split_the_turn(real_server) -> None:
+    """Speech with a 250 ms pause in it (under the 500 ms silence that ends a turn) is one question."""
+    first = await trio.to_thread.run_sync(synthesize_speech, "I would like to know")
+    second = await trio.to_thread.run_sync(synthesize_speech, "how far away the moon is.")
+    speech = np.concatenate([first, np.zeros(int(16000 * 0.25), np.float32), second])
+    async with connect(real_server["ws"]) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_speech, client, speech)
+            events = await client.recv_until("response.done")
+    finals = [e["text"] for e in events if e["type"] == "transcript.final"]
+    print(f"finals {finals}")
+    assert len(finals) == 1 and [e["type"] for e in events].count("input.speech_stopped") == 1
+    assert word_error_rate("I would like to know how far away the moon is.", finals[0]) <= 0.25
+
+
 async def test_barge_in_on_real_models_stops_the_reply(real_server) -> None:
     """Speaking over a long spoken reply cancels it (turn_detected); none of it follows its response.done."""
     speech = await trio.to_thread.run_sync(synthesize_speech, "Stop, please tell me the time instead.")

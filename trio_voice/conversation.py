@@ -44,7 +44,9 @@ async def store_reply(
     try:
         if text:
             interrupted = status != "completed" or text != record.text
-            await store.add_message(conversation_id, "assistant", text, interrupted=interrupted, response_id=response_id)
+            await store.add_message(
+                conversation_id, "assistant", text, interrupted=interrupted, response_id=response_id
+            )
         await store.record_turn(conversation_id, response_id, status=status, reason=reason, metrics=metrics)
     except StorageError as exc:
         logger.error("could not store reply %s of conversation %s: %s", response_id, conversation_id, exc)

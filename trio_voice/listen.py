@@ -247,7 +247,9 @@ class Listener:
         self.manual_start_ms = self.window.end_ms
         self.window.trim(self.manual_start_ms)
         if audio.size == 0:
-            await self.ctx.send(ErrorEvent("input_audio_empty", "no audio is buffered to commit"), commit.request_id)
+            await self.ctx.send(
+                ErrorEvent("input_audio_empty", "no audio is buffered to commit"), commit.request_id
+            )
             return
         now = self.server_time(self.window.end_ms)
         self.nursery.start_soon(
@@ -278,7 +280,12 @@ class Listener:
                 await self.ctx.send(TranscriptPartial(text))
 
     async def finalize(
-        self, audio: np.ndarray, marks: dict[str, float], request_id: str | None, *, clear_speech: bool = False
+        self,
+        audio: np.ndarray,
+        marks: dict[str, float],
+        request_id: str | None,
+        *,
+        clear_speech: bool = False,
     ) -> None:
         """The final transcript of one utterance, then its reply (unless it was noise)."""
         try:

@@ -82,14 +82,26 @@ async def _serve_with(
     async with trio.open_nursery() as session_nursery:
         async with trio.open_nursery() as listeners:
             ws_port = await listeners.start(
-                partial(serve_voice, config, engines, telemetry, sessions, shutdown, handler_nursery=session_nursery)
+                partial(
+                    serve_voice,
+                    config,
+                    engines,
+                    telemetry,
+                    sessions,
+                    shutdown,
+                    handler_nursery=session_nursery,
+                )
             )
-            http_port = await listeners.start(partial(serve_http, config, engines, telemetry, sessions))
+            # The HTTP side tells browsers where the WebSocket really listens (the config may say port 0).
+            http_config = attrs.evolve(config, ws_port=ws_port)
+            http_port = await listeners.start(partial(serve_http, http_config, engines, telemetry, sessions))
             listening = Listening(config.host, ws_port, http_port)
             logger.info("listening: %s and %s", listening.ws_url, listening.http_url)
             task_status.started(listening)
             await shutdown.draining.wait()
-            logger.info("shutting down: no new connections; %d session(s) finishing their replies", len(sessions))
+            logger.info(
+                "shutting down: no new connections; %d session(s) finishing their replies", len(sessions)
+            )
             listeners.cancel_scope.cancel()
         with trio.move_on_after(config.shutdown_grace):
             await sessions.wait_empty()

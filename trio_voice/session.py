@@ -459,11 +459,15 @@ async def update_session(message: Any, *, ctx: SessionContext) -> None:
     await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
 
 
-async def truncate_reply(response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext) -> None:
+async def truncate_reply(
+    response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext
+) -> None:
     """The client heard only ``audio_end_ms`` of a reply (running or recent): keep only those words."""
     found = ctx.state.records.get(response_id)
     if found is None:
-        raise RemoteProtocolError(f"no recent reply {response_id!r}", code="response_not_found", request_id=request_id)
+        raise RemoteProtocolError(
+            f"no recent reply {response_id!r}", code="response_not_found", request_id=request_id
+        )
     _, record = found
     record.heard_ms = audio_end_ms
     if record.stored and audio_end_ms < record.audio_ms:

@@ -157,7 +157,9 @@ class Recognizer:
         Raises:
             RecognitionError: whisper.cpp failed.
         """
-        return await run_model_call(self.transcribe_sync, audio, limiter=self.limiter, on_wait=self.on_queue_wait)
+        return await run_model_call(
+            self.transcribe_sync, audio, limiter=self.limiter, on_wait=self.on_queue_wait
+        )
 
 
 def _check_header(model_path: Path) -> None:

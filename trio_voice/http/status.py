@@ -61,6 +61,12 @@ async def metrics(request: Request, ctx: AppContext) -> None:
     await request.respond(200, ctx.telemetry.render(), CONTENT_TYPE_LATEST)
 
 
+async def client_config(request: Request, ctx: AppContext) -> None:
+    """Where the WebSocket endpoint listens, for the demo page (public: the page asks before it has a token)."""
+    body = {"ws_port": ctx.config.ws_port, "ws_path": "/v1/voice", "auth_required": bool(ctx.config.tokens)}
+    await request.respond_json(200, body)
+
+
 async def sessions(request: Request, ctx: AppContext) -> None:
     await request.respond_json(200, {"sessions": [state.snapshot() for state in list(ctx.sessions.values())]})
 
@@ -77,6 +83,7 @@ async def stats(request: Request, ctx: AppContext) -> None:
 
 ROUTES = (
     Route("GET", "/healthz", healthz, public=True),
+    Route("GET", "/v1/config", client_config, public=True),
     Route("GET", "/readyz", readyz, public=True),
     Route("GET", "/metrics", metrics),
     Route("GET", "/v1/sessions", sessions),

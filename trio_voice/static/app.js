@@ -911,7 +911,23 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !ui.interrupt.disabled) interrupt();
 });
 
-ui.wsUrl.value = state.wsUrl;
+// Without ?ws=, ask the server that served this page where its WebSocket listens (it may not be 8765).
+async function discoverWsUrl() {
+  if (params.get("ws")) return;
+  try {
+    const response = await fetch("/v1/config", { cache: "no-store" });
+    if (!response.ok) return;
+    const config = await response.json();
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    state.wsUrl = `${scheme}//${location.hostname || "127.0.0.1"}:${config.ws_port}${config.ws_path}`;
+  } catch (error) {
+    // An older server or a static host: keep the default.
+  }
+}
+
 ui.token.value = state.token;
 updateButtons();
-connect();
+discoverWsUrl().then(() => {
+  ui.wsUrl.value = state.wsUrl;
+  connect();
+});
