@@ -13,11 +13,12 @@ import pytest
 import trio
 
 from trio_voice.config import Config
+from trio_voice.converse import PendingTurn, TurnHandle
 from trio_voice.engines import Engines
 from trio_voice.events import SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
 from trio_voice.limits import TokenBucket
 from trio_voice.listen import AudioIn, Commit, listen_task
-from trio_voice.session import PendingTurn, SessionContext, SessionState, TurnHandle
+from trio_voice.session import SessionContext, SessionState
 from trio_voice.telemetry import Telemetry
 from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone
 
@@ -69,9 +70,7 @@ async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: 
     out_tx, out_rx = trio.open_memory_channel(0)
     turn_tx, turn_rx = trio.open_memory_channel(0)
     audio_tx, audio_rx = trio.open_memory_channel(0)
-    ctx = SessionContext(
-        state, engines, cfg, Telemetry(), out_tx, turn_tx, audio_tx, TokenBucket(10, 10)
-    )
+    ctx = SessionContext(state, engines, cfg, Telemetry(), out_tx, turn_tx, audio_tx, TokenBucket(10, 10))
     harness = Harness(ctx, [], [], audio_tx, stt)
 
     async def collect_events() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from functools import partial
@@ -31,21 +30,21 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from . import codec
 from .config import Config
-from .conversation import context_for, store_reply
+from .converse import PendingTurn, TurnHandle, converse_task
 from .engines import Engines
 from .errors import EngineError, RemoteProtocolError, StorageError
 from .events import (
     ErrorEvent,
     Pong,
-    ReplyDone,
     SessionCreated,
     SessionUpdated,
 )
+from .ids import new_id
 from .lifecycle import SessionRegistry, Shutdown
 from .limits import TokenBucket
 from .listen import AudioIn, Clear, Commit, ListenItem, TranscribeClip, listen_task
 from .telemetry import Telemetry
-from .turn import TurnRecord, TurnRequest, run_turn
+from .turn import TurnRecord
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +54,6 @@ AUDIO_BURST_S = 2.0
 CLOSE_TIMEOUT = 2.0
 # Errors a flood would repeat for every frame: sent at most once per second each.
 THROTTLED_ERRORS = frozenset({"rate_limited", "audio_rate_exceeded"})
-# Turn records kept per session so a late ``response.truncate`` can still find its reply.
-KEPT_TURN_RECORDS = 16
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
 @attrs.frozen
@@ -77,31 +70,6 @@ class CloseConnection:
 
     code: int
     reason: str
-
-
-@attrs.frozen
-class PendingTurn:
-    kind: str  # "chat" or "speak"
-    text: str
-    request_id: str | None
-    started_at: float
-    speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # voice turns: VAD/STT times
-
-
-@attrs.define
-class TurnHandle:
-    """The running turn: its cancel scope and why it was cancelled."""
-
-    response_id: str
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    reason: str | None = None
-    speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
-    finished: trio.Event = attrs.field(factory=trio.Event)
-
-    def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
 
 
 @attrs.define
@@ -473,121 +441,3 @@ async def truncate_reply(
     if record.stored and audio_end_ms < record.audio_ms:
         # Queued behind the reply's own write on the store's single writer, so it lands after it.
         await ctx.engines.store.update_message_text(response_id, record.kept_text, interrupted=True)
-
-
-async def converse_task(turn_rx: trio.MemoryReceiveChannel[PendingTurn], *, ctx: SessionContext) -> None:
-    """Run turns one at a time, in arrival order."""
-    async with turn_rx:
-        async for pending in turn_rx:
-            await run_one_turn(pending, ctx=ctx)
-
-
-async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
-    """One reply from request to ``response.done``, with its storage and metrics.
-
-    Resource handling: the turn runs inside ``handle.scope``; whatever ends it (completion, a cancel, an
-    LLM failure, the session going away), its ``response.done`` is emitted and the assistant message is
-    stored as what was actually sent.
-    """
-    state, config = ctx.state, ctx.config
-    handle = TurnHandle(response_id=new_id("resp"))
-    state.current_turn = handle
-    state.activity = "responding"
-    record = TurnRecord(started_at=pending.started_at)
-    record.marks.update(pending.speech_marks)
-    state.records[handle.response_id] = (state.conversation_id, record)
-    while len(state.records) > KEPT_TURN_RECORDS:
-        state.records.popitem(last=False)
-    status, reason = "cancelled", "client_disconnected"
-    emit = partial(_emit, ctx.out_tx, pending.request_id)
-    conversation_id = state.conversation_id
-    metrics: dict[str, Any] | None = None
-    try:
-        with handle.scope:
-            messages: list[dict[str, str]] = []
-            if pending.kind == "chat":
-                messages = await context_for(
-                    ctx.engines.store,
-                    conversation_id,
-                    pending.text,
-                    instructions=state.instructions,
-                    limit=config.history_messages,
-                )
-            request = TurnRequest(
-                response_id=handle.response_id,
-                kind=pending.kind,
-                text=pending.text,
-                messages=messages,
-                started_at=pending.started_at,
-                output_audio=state.output_audio,
-            )
-            try:
-                await run_turn(
-                    request, emit, llm=ctx.engines.llm, tts=ctx.engines.tts, config=config, record=record
-                )
-            except EngineError as exc:
-                status, reason = "failed", exc.code
-                logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
-                await ctx.error(exc, pending.request_id)
-            else:
-                status, reason = "completed", None
-        if handle.scope.cancelled_caught:
-            status, reason = "cancelled", handle.reason
-        metrics = turn_metrics(record, handle)
-        await emit(ReplyDone(handle.response_id, status, reason, record.text, metrics))
-    finally:
-        handle.finished.set()
-        state.current_turn = None
-        state.activity = "idle"
-        state.turn_counts[status] += 1
-        if metrics is None:
-            metrics = turn_metrics(record, handle)
-        ctx.telemetry.turn_done(status, reason, metrics)
-        logger.info(
-            "session %s: reply %s %s%s: %s",
-            state.session_id,
-            handle.response_id,
-            status,
-            f" ({reason})" if reason else "",
-            " ".join(f"{k}={v}" for k, v in metrics.items() if v is not None),
-        )
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await store_reply(
-                ctx.engines.store,
-                conversation_id,
-                handle.response_id,
-                record,
-                status=status,
-                reason=reason,
-                metrics=metrics,
-            )
-
-
-def turn_metrics(record: TurnRecord, handle: TurnHandle) -> dict[str, Any]:
-    """Everything ``response.done.metrics`` reports, in milliseconds."""
-    metrics: dict[str, Any] = record.metrics() | voice_metrics(record)
-    if handle.speech_started_at is not None:
-        # Barge-in: from the start of the user's speech to now, when nothing more of this reply is sent.
-        metrics["interruption_ms"] = round((trio.current_time() - handle.speech_started_at) * 1000, 1)
-    return metrics
-
-
-def voice_metrics(record: TurnRecord) -> dict[str, float]:
-    """A spoken turn's extra latencies: its clock starts at the end of the user's speech."""
-    marks = record.marks
-    if "speech_end" not in marks:
-        return {}
-
-    def ms(a: str, b: str) -> float | None:
-        return round((marks[b] - marks[a]) * 1000, 1) if a in marks and b in marks else None
-
-    out = {
-        "speech_end_to_final_ms": ms("speech_end", "transcript_final"),
-        "vad_hangover_ms": ms("speech_end", "vad_decided"),
-        "voice_to_voice_ms": ms("speech_end", "first_audio"),
-    }
-    return {k: v for k, v in out.items() if v is not None}
-
-
-async def _emit(out_tx: trio.MemorySendChannel[Outgoing], request_id: str | None, event: Any) -> None:
-    await out_tx.send(Outgoing(event, request_id))

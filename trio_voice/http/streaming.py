@@ -28,8 +28,10 @@ import trio
 from trio_voice import codec, events
 from trio_voice.codec import codes
 from trio_voice.codec.fields import FieldReader
+from trio_voice.converse import PendingTurn, run_one_turn
 from trio_voice.errors import RemoteProtocolError
-from trio_voice.session import Outgoing, PendingTurn, SessionContext, SessionState, new_id, run_one_turn
+from trio_voice.ids import new_id
+from trio_voice.session import Outgoing, SessionContext, SessionState
 
 from .app import AppContext, Request, Route
 
