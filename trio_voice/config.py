@@ -88,7 +88,6 @@ class Config:
     idle_timeout: float = 300.0  # seconds without any client frame
     max_audio_realtime_factor: float = 3.0  # audio accepted faster than this × real time is refused
     max_messages_per_second: float = 50.0  # JSON messages per second per session (burst of the same)
-    replay_buffer: int = 256  # server events kept per session for resuming
 
     # --- auth -------------------------------------------------------------------------------------
     tokens: tuple[str, ...] = ()  # bearer tokens; empty means no auth

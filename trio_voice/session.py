@@ -4,7 +4,7 @@
 
     run_session(ws, ...)          ends when the client goes; cancels everything it started
     ├── receive_task    decode client frames → session updates, turn requests, audio
-    ├── send_task       the only writer to the socket: stamps seq, keeps a bounded replay buffer
+    ├── send_task       the only writer to the socket: stamps seq 1, 2, 3, …
     ├── converse_task   one turn at a time; a new request first cancels the running turn
     ├── listen_task     VAD + streaming STT (trio_voice.listen), when the server has STT engines
     └── heartbeat_task  WebSocket ping; closes a connection that stops answering
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -147,7 +147,7 @@ async def run_session(
             out_tx, out_rx = trio.open_memory_channel[Outgoing](0)
             turn_tx, turn_rx = trio.open_memory_channel[PendingTurn](0)
             end_session = nursery.cancel_scope.cancel
-            nursery.start_soon(partial(send_task, ws, out_rx, on_closed=end_session, config=config))
+            nursery.start_soon(partial(send_task, ws, out_rx, on_closed=end_session))
             await out_tx.send(
                 Outgoing(
                     SessionCreated(
@@ -242,11 +242,9 @@ async def send_task(
     ws: WebSocketConnection,
     out_rx: trio.MemoryReceiveChannel[Outgoing],
     *,
-    on_closed: Any,
-    config: Config,
+    on_closed: Callable[[], None],
 ) -> None:
-    """The only writer to the socket: numbers events 1, 2, 3, … and keeps the last few for resuming."""
-    replay: deque[str] = deque(maxlen=config.replay_buffer)
+    """The only writer to the socket: numbers events 1, 2, 3, … and closes the socket when told to."""
     seq = 0
     async with out_rx:
         async for item in out_rx:
@@ -260,7 +258,6 @@ async def send_task(
                 return
             seq += 1
             text = codec.encode_event(item.event, seq=seq, request_id=item.request_id)
-            replay.append(text)
             try:
                 await ws.send_message(text)
             except ConnectionClosed:
