@@ -110,17 +110,28 @@ async def test_turn_ends_after_the_silence_duration(autojump_clock: trio.abc.Clo
 
 
 async def test_partials_arrive_at_the_configured_pace(autojump_clock: trio.abc.Clock) -> None:
-    """With an instant recognizer, a 2 s utterance yields a partial every 0.5 s of speech, then one final."""
+    """With an instant recognizer, 2 s of speech yields a partial every 0.5 s of it (3), then one final."""
     async with trio.open_nursery() as nursery:
         h = await start(nursery, partial_interval=0.5)
         await h.say(2.0)
         nursery.cancel_scope.cancel()
     [(started_at, _)] = h.of(SpeechStarted)
     partial_times = [t - started_at for t, _ in h.of(TranscriptPartial)]
-    assert len(partial_times) == 4
+    assert len(partial_times) == 3  # detection comes 64 ms in, so 1.94 s of speech follows it
     for n, at in enumerate(partial_times, 1):
         assert at == pytest.approx(0.5 * n - 0.064, abs=CHUNK_S + FRAME_S)  # detection came 64 ms into speech
     assert len(h.of(TranscriptFinal)) == 1
+
+
+async def test_silence_inside_a_turn_posts_no_partials(autojump_clock: trio.abc.Clock) -> None:
+    """Partials are paced by new speech: the hangover after the last word adds no partial jobs."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, partial_interval=0.3, vad_silence_ms=1500)
+        speech_end = await h.say(1.0, silence_s=2.0)
+        nursery.cancel_scope.cancel()
+    partial_times = [t for t, _ in h.of(TranscriptPartial)]
+    assert len(partial_times) == 3 and all(t <= speech_end + CHUNK_S for t in partial_times)
+    assert len(h.stt.calls) == 4  # three partials and the final
 
 
 async def test_slow_recognizer_drops_stale_partials_never_the_final(autojump_clock: trio.abc.Clock) -> None:

@@ -25,6 +25,7 @@ from .audio import Resampler, pcm16_to_float, resample
 from .errors import RecognitionError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
 from .segmenter import (
+    CHUNK_MS,
     CHUNK_SAMPLES,
     HYSTERESIS,
     SAMPLE_RATE,
@@ -137,7 +138,7 @@ class Listener:
         self.utterance = 0  # bumped at every turn end; partials of older utterances are dropped
         self.speech_start_ms: float | None = None
         self.speech_probabilities: list[float] = []  # VAD output over the current utterance
-        self.next_partial_ms = 0.0
+        self.voiced_since_partial_ms = 0.0  # partials are paced by new speech, not by silence
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
         self.clock = (0.0, 0.0)  # (stream ms, server time) at the last frame
         self.mailbox = Mailbox()
@@ -191,14 +192,14 @@ class Listener:
             elif isinstance(decision, SpeechEnd):
                 await self.on_speech_end(decision)
             elif self.segmenter.in_speech:
-                await self.maybe_partial()
+                await self.maybe_partial(voiced=p >= settings.threshold - HYSTERESIS)
         if not self.segmenter.in_speech:
             self.window.trim(self.segmenter.position_ms - settings.prefix_ms - 1000)
 
     async def on_speech_start(self, start: SpeechStart) -> None:
         self.speech_start_ms = start.start_ms
         self.speech_probabilities = []
-        self.next_partial_ms = start.detected_ms + self.ctx.config.partial_interval * 1000
+        self.voiced_since_partial_ms = self.segmenter.position_ms - start.detected_ms
         turn = self.ctx.state.current_turn
         if turn is not None:
             turn.speech_started_at = self.server_time(start.detected_ms)
@@ -206,7 +207,12 @@ class Listener:
         self.ctx.state.activity = "listening"
         await self.ctx.send(SpeechStarted(int(start.detected_ms)))
 
-    async def maybe_partial(self) -> None:
+    async def maybe_partial(self, *, voiced: bool) -> None:
+        """Post a partial job after every ``partial_interval`` of new voiced audio.
+
+        Silence inside a turn (pauses, and the hangover before the turn ends) adds nothing to hear, so it
+        posts nothing: the recognizer is then free when the final transcription arrives.
+        """
         assert self.speech_start_ms is not None
         position = self.segmenter.position_ms
         if position - self.speech_start_ms > MAX_UTTERANCE_S * 1000:
@@ -214,8 +220,11 @@ class Listener:
             if end is not None:
                 await self.on_speech_end(end)
             return
-        if position >= self.next_partial_ms:
-            self.next_partial_ms = position + self.ctx.config.partial_interval * 1000
+        if not voiced:
+            return
+        self.voiced_since_partial_ms += CHUNK_MS
+        if self.voiced_since_partial_ms >= self.ctx.config.partial_interval * 1000:
+            self.voiced_since_partial_ms = 0.0
             self.mailbox.post(PartialJob(self.utterance, self.window.between(self.speech_start_ms, position)))
 
     async def on_speech_end(self, end: SpeechEnd) -> None:
