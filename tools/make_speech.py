@@ -1,7 +1,8 @@
 """Spoken-question fixtures: WAV files (16 kHz mono PCM16) of questions read by the project's Piper voice.
 
-``python -m tools.make_speech [--out DIR]`` writes one ``qNN.wav`` per question (the built-in questions
-of the load-test tool) and ``questions.txt`` listing them. Leading and trailing silence is trimmed to
+``python -m tools.make_speech [--out DIR]`` writes one ``qNN.wav`` per built-in question of the load-test
+tool, one ``sNN.wav`` per long-answer question (for barge-in), and ``q-questions.txt`` / ``s-questions.txt``
+listing them (``uNN.wav`` for texts given on the command line). Leading and trailing silence is trimmed to
 ``MARGIN_S``, so "end of speech" is where the voice stops, not where Piper's padding ends. The files are
 made, not committed: they take ~1.5 MB and a few seconds of synthesis; the benchmarks call
 :func:`ensure_speech` to make them once into the cache directory.
@@ -35,8 +36,8 @@ def trim(x: np.ndarray, *, rate: int = SAMPLE_RATE) -> np.ndarray:
     return x[max(0, loud[0] - margin) : loud[-1] + margin]
 
 
-def make_speech(texts: list[str], out: Path) -> list[Path]:
-    """Synthesize each of ``texts`` to ``out/qNN.wav`` (16 kHz); return the paths. Blocking (~0.2 s each)."""
+def make_speech(texts: list[str], out: Path, *, prefix: str = "q") -> list[Path]:
+    """Synthesize each of ``texts`` to ``out/{prefix}NN.wav`` (16 kHz); return the paths. Blocking (~0.2 s each)."""
     from trio_voice.tts import Synthesizer
 
     synth = Synthesizer.load()
@@ -45,35 +46,44 @@ def make_speech(texts: list[str], out: Path) -> list[Path]:
     for n, text in enumerate(texts, start=1):
         pcm = synth.synthesize_sync(text)
         x = trim(resample(pcm16_to_float(pcm), synth.sample_rate, SAMPLE_RATE))
-        path = out / f"q{n:02d}.wav"
+        path = out / f"{prefix}{n:02d}.wav"
         path.write_bytes(wav_bytes(float_to_pcm16(x), SAMPLE_RATE))
         paths.append(path)
-    (out / "questions.txt").write_text("".join(f"{p.name}\t{t}\n" for p, t in zip(paths, texts, strict=True)))
+    listing = "".join(f"{p.name}\t{t}\n" for p, t in zip(paths, texts, strict=True))
+    (out / f"{prefix}-questions.txt").write_text(listing, encoding="utf-8")
     return paths
 
 
-def ensure_speech(out: Path | None = None) -> list[Path]:
-    """The spoken-question WAVs in ``out`` (default: the cache dir), made first if missing."""
-    from tools.loadtest.plan import TEXT_QUESTIONS
+def ensure_speech(out: Path | None = None, *, stories: bool = False) -> list[Path]:
+    """The spoken-question WAVs in ``out`` (default: the cache dir), made first if missing.
+
+    ``stories``: the long-answer questions (``s01.wav`` …) instead of the short ones (``q01.wav`` …).
+    """
+    from tools.loadtest.plan import STORY_QUESTIONS, TEXT_QUESTIONS
 
     out = out or default_dir()
-    paths = [out / f"q{n:02d}.wav" for n in range(1, len(TEXT_QUESTIONS) + 1)]
+    texts, prefix = (STORY_QUESTIONS, "s") if stories else (TEXT_QUESTIONS, "q")
+    paths = [out / f"{prefix}{n:02d}.wav" for n in range(1, len(texts) + 1)]
     if not all(p.exists() for p in paths):
-        paths = make_speech(list(TEXT_QUESTIONS), out)
+        paths = make_speech(list(texts), out, prefix=prefix)
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.make_speech", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=default_dir(), help="directory (default %(default)s)")
-    parser.add_argument("texts", nargs="*", help="questions to speak (default: the load-test tool's built-in ones)")
+    parser.add_argument(
+        "texts", nargs="*", help="questions to speak (default: the load-test tool's built-in ones)"
+    )
     args = parser.parse_args(argv)
     if args.texts:
-        paths = make_speech(args.texts, args.out)
+        paths = make_speech(args.texts, args.out, prefix="u")
     else:
-        from tools.loadtest.plan import TEXT_QUESTIONS
+        from tools.loadtest.plan import STORY_QUESTIONS, TEXT_QUESTIONS
 
-        paths = make_speech(list(TEXT_QUESTIONS), args.out)
+        paths = make_speech(list(TEXT_QUESTIONS), args.out) + make_speech(
+            list(STORY_QUESTIONS), args.out, prefix="s"
+        )
     total = sum((p.stat().st_size - 44) / 2 / SAMPLE_RATE for p in paths)
     print(f"wrote {len(paths)} WAV files ({total:.1f} s of speech) to {args.out}", file=sys.stderr)
     return 0

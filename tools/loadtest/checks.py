@@ -87,7 +87,9 @@ class ProtocolChecker:
         if seq > self.expected_seq:
             self._violate(SEQ_GAP, seq, f"seq {seq} where {self.expected_seq} was due ({event['type']})")
         elif seq < self.expected_seq:
-            self._violate(SEQ_BACKWARDS, seq, f"seq {seq} where {self.expected_seq} was due ({event['type']})")
+            self._violate(
+                SEQ_BACKWARDS, seq, f"seq {seq} where {self.expected_seq} was due ({event['type']})"
+            )
         # Resynchronise on what arrived, so one lost event counts once, not on every later event.
         self.expected_seq = max(self.expected_seq, seq + 1)
 

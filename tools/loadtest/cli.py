@@ -23,24 +23,50 @@ from .run import run_level, wall_clock
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.loadtest", description="Load-test a trio-voice server.")
     p.add_argument("--url", default="ws://127.0.0.1:8765/v1/voice", help="the server's /v1/voice URL")
-    p.add_argument("--sessions", default="10", help="concurrent sessions; a comma list runs one level each (1,2,4)")
-    p.add_argument("--ramp", type=float, default=10.0, help="sessions started per second (default %(default)s)")
+    p.add_argument(
+        "--sessions", default="10", help="concurrent sessions; a comma list runs one level each (1,2,4)"
+    )
+    p.add_argument(
+        "--ramp", type=float, default=10.0, help="sessions started per second (default %(default)s)"
+    )
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, help="seconds per level after the ramp")
     stop.add_argument("--turns", type=int, help="turns per session")
-    p.add_argument("--think-time", type=float, default=1.0, help="seconds between a reply's end and the next question")
-    p.add_argument("--interrupt-share", type=float, default=0.0, help="fraction of turns interrupted after first audio")
+    p.add_argument(
+        "--think-time", type=float, default=1.0, help="seconds between a reply's end and the next question"
+    )
+    p.add_argument(
+        "--interrupt-share", type=float, default=0.0, help="fraction of turns interrupted after first audio"
+    )
     p.add_argument("--interrupt-by", choices=("speech", "cancel"), default="cancel")
     p.add_argument("--interrupt-wav", type=Path, help="barge-in speech (default: the next spoken question)")
     p.add_argument(
-        "--questions", nargs="+", default=["text"],
+        "--questions",
+        nargs="+",
+        default=["text"],
         help="'text' (built-in typed questions), FILE.wav (spoken), FILE.txt (typed, one per line) or literal text",
     )
     p.add_argument("--frame-ms", type=int, default=20, help="audio per binary frame, sent in real time")
-    p.add_argument("--tail-silence", type=float, default=0.8, help="seconds of silence after each spoken question")
-    p.add_argument("--idle-audio", action=argparse.BooleanOptionalAction, default=None,
-                   help="stream silence between questions (default: when questions are spoken)")
+    p.add_argument(
+        "--tail-silence", type=float, default=0.8, help="seconds of silence after each spoken question"
+    )
+    p.add_argument(
+        "--idle-audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stream silence between questions (default: when questions are spoken)",
+    )
     p.add_argument("--turn-timeout", type=float, default=30.0)
+    p.add_argument(
+        "--conversation-turns",
+        type=int,
+        help="turns per WebSocket session, then reconnect with an empty history (default: one session)",
+    )
+    p.add_argument(
+        "--listen",
+        action="store_true",
+        help="wait out each reply's audio (played in real time) before thinking",
+    )
     p.add_argument("--server-pid", type=int, help="read the server's CPU and RSS from /proc")
     p.add_argument("--report", type=Path, help="write the JSON report here")
     p.add_argument("--plot", type=Path, help="write a PNG plot here")
@@ -59,16 +85,22 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         tail_silence_s=args.tail_silence,
         idle_audio=args.idle_audio,
         turn_timeout=args.turn_timeout,
+        conversation_turns=args.conversation_turns,
+        listen=args.listen,
     )
 
 
 def summary_text(level: dict) -> str:
     s = level["summary"]
-    parts = [f"{level['sessions']:>4} sessions: {level['turns']} turns, {level['error_count']} errors, "
-             f"{level['violation_count']} violations"]
+    parts = [
+        f"{level['sessions']:>4} sessions: {level['turns']} turns, {level['error_count']} errors, "
+        f"{level['violation_count']} violations"
+    ]
     for metric in ("first_text_ms", "first_audio_ms", "voice_to_voice_ms", "interruption_ms"):
         if s[metric]["n"]:
-            parts.append(f"{metric} p50 {s[metric]['p50']} p95 {s[metric]['p95']} p99 {s[metric]['p99']} (n={s[metric]['n']})")
+            parts.append(
+                f"{metric} p50 {s[metric]['p50']} p95 {s[metric]['p95']} p99 {s[metric]['p99']} (n={s[metric]['n']})"
+            )
     if level["errors"]:
         parts.append(f"errors: {level['errors']}")
     if level["violations"]:
@@ -83,8 +115,14 @@ async def run(args: argparse.Namespace) -> dict:
     levels = []
     for sessions in (int(n) for n in str(args.sessions).split(",")):
         recorder = await run_level(
-            args.url, plan, sessions=sessions, ramp=args.ramp, duration=args.duration, turns=args.turns,
-            server_pid=args.server_pid, progress=None if args.quiet else sys.stderr,
+            args.url,
+            plan,
+            sessions=sessions,
+            ramp=args.ramp,
+            duration=args.duration,
+            turns=args.turns,
+            server_pid=args.server_pid,
+            progress=None if args.quiet else sys.stderr,
         )
         level = recorder.level_report()
         levels.append(level)

@@ -23,7 +23,7 @@ from trio_voice import codec
 
 from .checks import ProtocolChecker
 from .plan import SAMPLE_RATE, Plan, Question
-from .report import Recorder, TurnSample
+from .report import REPLY_TEXT_CHARS, Recorder, TurnSample
 
 CONNECT_TIMEOUT = 20.0  # seconds for the handshake and session.created
 DISCONNECT_TIMEOUT = 2.0  # seconds for the closing handshake
@@ -89,7 +89,8 @@ class Utterance:
 class Microphone:
     """Streams queued speech (then ``tail_silence_s`` of silence) in real-time paced binary frames.
 
-    With ``idle_audio`` it streams silence whenever nothing is queued, like an open microphone.
+    With ``idle_audio`` it streams silence whenever nothing is queued, like an open microphone. A new
+    utterance queued during the tail silence of the previous one starts at once: the user barges in.
     """
 
     def __init__(self, plan: Plan) -> None:
@@ -127,6 +128,8 @@ class Microphone:
                 assert q.pcm is not None
                 pcm = q.pcm + self.tail
                 for offset in range(0, len(pcm), self.frame_bytes):
+                    if offset >= q.speech_end + self.frame_bytes and self.queue:
+                        break  # the next utterance (a barge-in) cuts this one's tail silence short
                     await ws.send_message(pcm[offset : offset + self.frame_bytes])
                     end = offset + self.frame_bytes
                     now = trio.current_time()
@@ -181,6 +184,7 @@ class Conversation:
             del self.by_response[rid]
             probe.sample.status, probe.sample.reason = event["status"], event["reason"]
             probe.sample.server = dict(event["metrics"])
+            probe.sample.reply_text = event["text"][:REPLY_TEXT_CHARS]
             probe.end(event["status"], now)
         elif type_ in ("error", "warning"):
             self.recorder.error(f"{type_}:{event['code']}")
@@ -223,7 +227,9 @@ async def reader_task(ws: WebSocketConnection, checker: ProtocolChecker, conv: C
             conv.on_event(event, trio.current_time())
 
 
-async def _ask(ws, conv: Conversation, mic: Microphone | None, question: Question, probe: Probe, turn: int) -> Utterance | None:
+async def _ask(
+    ws, conv: Conversation, mic: Microphone | None, question: Question, probe: Probe, turn: int
+) -> Utterance | None:
     if question.pcm is None:
         probe.request_id = f"q{turn}"
         conv.by_request[probe.request_id] = probe
@@ -235,11 +241,26 @@ async def _ask(ws, conv: Conversation, mic: Microphone | None, question: Questio
     return mic.say(question)
 
 
-async def drive(ws, conv: Conversation, mic: Microphone | None, plan: Plan, *, session: int, turns: int | None, t0: float) -> None:
-    """Run the turn script until ``turns`` are done (or forever; the caller's deadline ends it)."""
-    turn = 0
+async def drive(
+    ws,
+    conv: Conversation,
+    mic: Microphone | None,
+    plan: Plan,
+    *,
+    session: int,
+    first_turn: int,
+    turns: int | None,
+    t0: float,
+) -> int:
+    """Run turns ``first_turn``, … until ``turns`` are done (or forever; the caller's deadline ends it).
+
+    A barge-in on the last turn is answered too (it is a question already asked), so the count returned
+    may be one more than ``turns``.
+    """
+    turn = first_turn
+    stop = None if turns is None else first_turn + turns
     spoken: tuple[Probe, Utterance] | None = None  # a barge-in already being spoken: the next turn
-    while turns is None or turn < turns:
+    while stop is None or turn < stop or spoken is not None:
         if spoken is None:
             question = plan.question(session, turn)
             sample = TurnSample(session, turn, question.kind, round(trio.current_time() - t0, 3))
@@ -274,17 +295,31 @@ async def drive(ws, conv: Conversation, mic: Microphone | None, plan: Plan, *, s
             conv.by_response.pop(probe.sample.response_id or "", None)
         conv.recorder.add_sample(probe.finalize())
         turn += 1
-        if spoken is None and (turns is None or turn < turns):
+        if spoken is None and (stop is None or turn < stop):
+            if plan.listen and probe.first_audio_at is not None and probe.sample.interrupt is None:
+                # The user hears the whole reply (sent faster than real time) before thinking.
+                await trio.sleep_until(probe.first_audio_at + probe.sample.reply_audio_s)
             await trio.sleep(plan.think_time)
-    if spoken is not None:
-        await spoken[1].ended.wait()  # do not hang up in the middle of a sentence
+    return turn - first_turn
 
 
-async def run_conversation(url: str, plan: Plan, recorder: Recorder, *, session: int, turns: int | None, t0: float) -> None:
-    """One session from connect to close. Never raises for server trouble: it is counted in ``recorder``."""
+async def run_conversation(
+    url: str,
+    plan: Plan,
+    recorder: Recorder,
+    *,
+    session: int,
+    first_turn: int = 0,
+    turns: int | None,
+    t0: float,
+) -> int | None:
+    """One WebSocket session from connect to close: turns ``first_turn`` … (``turns`` of them, or until
+    cancelled). Returns how many turns it did, or ``None`` if it failed; never raises for server
+    trouble: that is counted in ``recorder``."""
     checker = ProtocolChecker()
     recorder.sessions_started += 1
     completed = False
+    done = None
     try:
         async with open_websocket_url(
             url, connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=DISCONNECT_TIMEOUT
@@ -303,8 +338,13 @@ async def run_conversation(url: str, plan: Plan, recorder: Recorder, *, session:
                     nursery.start_soon(reader_task, ws, checker, conv)
                     if mic is not None:
                         nursery.start_soon(mic.run, ws)
-                    await drive(ws, conv, mic, plan, session=session, turns=turns, t0=t0)
-                    completed = not conv.disconnected and "timeout" not in {s.status for s in recorder.samples if s.session == session}
+                    done = await drive(
+                        ws, conv, mic, plan, session=session, first_turn=first_turn, turns=turns, t0=t0
+                    )
+                    mine = (
+                        s.status for s in recorder.samples if s.session == session and s.turn >= first_turn
+                    )
+                    completed = not conv.disconnected and "timeout" not in set(mine)
                     nursery.cancel_scope.cancel()
             finally:
                 recorder.sessions_open -= 1
@@ -320,3 +360,22 @@ async def run_conversation(url: str, plan: Plan, recorder: Recorder, *, session:
         recorder.error("connect_timeout")
     finally:
         recorder.add_checker(checker)
+    return done if completed else None
+
+
+async def run_session_slot(
+    url: str, plan: Plan, recorder: Recorder, *, session: int, turns: int | None, t0: float
+) -> None:
+    """One simulated user: ``turns`` turns (or until cancelled), in conversations of
+    ``plan.conversation_turns`` turns each (a new WebSocket session each), or one conversation."""
+    turn = 0
+    while turns is None or turn < turns:
+        count = plan.conversation_turns
+        if turns is not None:
+            count = turns - turn if count is None else min(count, turns - turn)
+        done = await run_conversation(
+            url, plan, recorder, session=session, first_turn=turn, turns=count, t0=t0
+        )
+        if done is None or count is None:
+            return  # failed (counted), or ran until cancelled
+        turn += done

@@ -41,6 +41,17 @@ TEXT_QUESTIONS = (
     "What is the difference between weather and climate?",
     "Give me a tip for sleeping better.",
 )
+# Questions with long answers: the server is still generating when the user barges in.
+STORY_QUESTIONS = (
+    "Tell me a long story about a dragon who learns to fly.",
+    "Describe a perfect day at the beach, from morning to night, in detail.",
+    "Explain step by step how a car engine works.",
+    "Tell me the whole history of the city of Rome.",
+    "Describe every planet of the solar system, one by one.",
+    "Tell me a long fairy tale about a brave little mouse.",
+    "Explain in detail how bread is made, from the field to the table.",
+    "Tell me a long story about a robot who wants to be a chef.",
+)
 
 
 @attrs.frozen
@@ -128,6 +139,10 @@ class Plan:
         tail_silence_s: silence streamed after each spoken question, so the server's VAD ends the turn.
         idle_audio: keep streaming silence between questions, like an open microphone.
         turn_timeout: seconds a turn may take (question to ``response.done``) before it counts as failed.
+        listen: wait until the reply's audio would have finished playing (from its first audio, in
+            real time) before the think time: users who listen to the whole answer.
+        conversation_turns: turns per WebSocket session; a user then reconnects and starts a new
+            conversation (empty history). ``None``: one session for all of a user's turns.
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -139,6 +154,8 @@ class Plan:
     tail_silence_s: float = 0.8
     idle_audio: bool | None = None  # None: when any question is spoken
     turn_timeout: float = 30.0
+    conversation_turns: int | None = None
+    listen: bool = False
 
     @property
     def needs_audio(self) -> bool:

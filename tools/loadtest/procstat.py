@@ -34,6 +34,32 @@ def read_proc(pid: int) -> ProcSample | None:
     return ProcSample(time.monotonic(), (utime + stime) / CLOCK_TICKS, rss_kb * 1024)
 
 
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (e.g. the embedded llama-server of a trio-voice server)."""
+    # Each thread lists the children it spawned (trio spawns from worker threads), so read them all.
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                found += [int(p) for p in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def read_tree(pid: int) -> ProcSample | None:
+    """``read_proc`` summed over ``pid`` and its children, so a server's model subprocesses count too."""
+    root = read_proc(pid)
+    if root is None:
+        return None
+    parts = [root, *(s for c in children(pid) if (s := read_proc(c)) is not None)]
+    return ProcSample(root.at, sum(s.cpu_s for s in parts), sum(s.rss_bytes for s in parts))
+
+
 def read_self() -> ProcSample:
     """This process (the load generator): CPU of all its threads, and RSS."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

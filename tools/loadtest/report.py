@@ -31,6 +31,7 @@ SERVER_METRICS = (
     "interruption_ms",
 )
 OTHER_METRICS = ("reply_audio_s", "reply_chars")
+REPLY_TEXT_CHARS = 160  # enough to see what the model said; reports stay small
 
 
 @attrs.define
@@ -58,6 +59,7 @@ class TurnSample:
     reply_audio_s: float = 0.0
     reply_chars: int = 0
     transcript: str | None = None
+    reply_text: str | None = None  # response.done text, first REPLY_TEXT_CHARS characters
     server: dict[str, Any] = attrs.field(factory=dict)  # response.done.metrics
 
 
@@ -69,7 +71,14 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     arr = np.asarray(clean, dtype=float)
     p50, p95, p99 = np.percentile(arr, [50, 95, 99])
     r = lambda x: round(float(x), 1)  # noqa: E731
-    return {"n": len(clean), "p50": r(p50), "p95": r(p95), "p99": r(p99), "mean": r(arr.mean()), "max": r(arr.max())}
+    return {
+        "n": len(clean),
+        "p50": r(p50),
+        "p95": r(p95),
+        "p99": r(p99),
+        "mean": r(arr.mean()),
+        "max": r(arr.max()),
+    }
 
 
 @attrs.define

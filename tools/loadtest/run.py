@@ -14,9 +14,9 @@ from typing import TextIO
 
 import trio
 
-from .client import run_conversation
+from .client import run_session_slot
 from .plan import Plan
-from .procstat import ProcSample, cpu_percent, read_proc, read_self
+from .procstat import ProcSample, cpu_percent, read_self, read_tree
 from .report import Recorder, percentiles
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress-line updates on a terminal
@@ -52,7 +52,7 @@ async def _progress_task(recorder: Recorder, started: float, out: TextIO) -> Non
 
 async def _server_stats_task(pid: int, peak: list[ProcSample]) -> None:
     while True:
-        sample = read_proc(pid)
+        sample = read_tree(pid)
         if sample is not None and (not peak or sample.rss_bytes > peak[0].rss_bytes):
             peak[:] = [sample]
         await trio.sleep(PROC_INTERVAL)
@@ -75,7 +75,8 @@ async def run_level(
         ramp: sessions started per second.
         duration: seconds to run once all sessions have started (``None``: run until ``turns``).
         turns: turns per session (``None``: until ``duration``). One of the two is required.
-        server_pid: the server's process id, for its CPU and RSS; ``None`` skips them.
+        server_pid: the server's process id, for its CPU and RSS (with its child processes, such as
+            the embedded llama-server); ``None`` skips them.
         progress: where the live progress line goes (``None`` for silence).
     """
     if duration is None and turns is None:
@@ -88,7 +89,7 @@ async def run_level(
         assert turns is not None
         limit = ramp_s + turns * (plan.turn_timeout + plan.think_time) + DRAIN_LIMIT
     t0 = trio.current_time()
-    client_before, server_before = read_self(), read_proc(server_pid) if server_pid else None
+    client_before, server_before = read_self(), read_tree(server_pid) if server_pid else None
     peak: list[ProcSample] = []
     async with trio.open_nursery() as outer:
         if progress is not None:
@@ -98,7 +99,9 @@ async def run_level(
         with trio.move_on_after(limit) as deadline:
             async with trio.open_nursery() as nursery:
                 for index in range(sessions):
-                    conversation = partial(run_conversation, url, plan, recorder, session=index, turns=turns, t0=t0)
+                    conversation = partial(
+                        run_session_slot, url, plan, recorder, session=index, turns=turns, t0=t0
+                    )
                     nursery.start_soon(conversation)
                     await trio.sleep_until(t0 + (index + 1) / ramp)
         outer.cancel_scope.cancel()
@@ -107,12 +110,14 @@ async def run_level(
     recorder.extra.update(
         wall_s=round(wall, 2),
         ramp_s=round(ramp_s, 2),
-        stopped_by="duration" if duration is not None else ("limit" if deadline.cancelled_caught else "turns"),
+        stopped_by="duration"
+        if duration is not None
+        else ("limit" if deadline.cancelled_caught else "turns"),
         turns_per_s=round(len(recorder.samples) / wall, 2) if wall else None,
         client_cpu_percent=cpu_percent(client_before, client_after),
         client_rss_mb=round(client_after.rss_bytes / 2**20, 1),
     )
-    server_after = read_proc(server_pid) if server_pid else None
+    server_after = read_tree(server_pid) if server_pid else None
     if server_before is not None and server_after is not None:
         rss = max(server_after.rss_bytes, peak[0].rss_bytes if peak else 0)
         recorder.extra.update(
@@ -125,5 +130,3 @@ async def run_level(
 
 def wall_clock() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-

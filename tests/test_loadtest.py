@@ -1,0 +1,262 @@
+"""The load-test tool: its protocol checker (sans-I/O), and whole runs against real and broken servers."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+
+from tests.conftest import IO_TIMEOUT, run_server
+from tools.loadtest import Plan, ProtocolChecker, Question, run_level
+from tools.loadtest.checks import (
+    BINARY_FRAME,
+    DUPLICATE_DONE,
+    EVENT_AFTER_DONE,
+    EVENT_WITHOUT_CREATED,
+    OVERLAPPING_REPLIES,
+    REPLY_NOT_DONE,
+    SEQ_BACKWARDS,
+    SEQ_GAP,
+    UNDECODABLE,
+)
+from tools.loadtest.plan import speech_bounds
+from tools.loadtest.report import percentiles
+from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone, utterance
+
+CREATED = {"type": "session.created", "session_id": "s", "conversation_id": "c", "config": {}}
+
+
+def ev(seq: int, type_: str, **fields) -> str:
+    return json.dumps({"type": type_, "seq": seq, **fields})
+
+
+def reply(first_seq: int, rid: str) -> list[str]:
+    """A well-formed reply of four events."""
+    return [
+        ev(first_seq, "response.created", response_id=rid),
+        ev(first_seq + 1, "response.text.delta", response_id=rid, delta="Hi."),
+        ev(first_seq + 2, "response.audio.delta", response_id=rid, index=0, audio="AAA=", sample_rate=22050),
+        ev(
+            first_seq + 3,
+            "response.done",
+            response_id=rid,
+            status="completed",
+            reason=None,
+            text="Hi.",
+            metrics={},
+        ),
+    ]
+
+
+def check(frames: list[str | bytes], *, finish: bool = True) -> ProtocolChecker:
+    checker = ProtocolChecker()
+    for frame in frames:
+        checker.receive(frame)
+    if finish:
+        checker.finish()
+    return checker
+
+
+# --- the checker, sans-I/O ---------------------------------------------------------------------------
+
+
+def test_checker_accepts_a_well_formed_session() -> None:
+    """Two replies with seq 1..9 and nothing after their done: no violation."""
+    checker = check([ev(1, "session.created", **CREATED), *reply(2, "r1"), *reply(6, "r2")])
+    assert checker.violations == 0 and checker.events == 9
+
+
+def test_checker_counts_a_seq_gap_once() -> None:
+    """A lost event is one seq_gap; later events resynchronise instead of counting again."""
+    checker = check([ev(1, "pong"), ev(3, "pong"), ev(4, "pong")])
+    assert dict(checker.counts) == {SEQ_GAP: 1}
+
+
+def test_checker_catches_seq_going_backwards() -> None:
+    """A repeated seq is seq_backwards."""
+    assert dict(check([ev(1, "pong"), ev(2, "pong"), ev(2, "pong")]).counts) == {SEQ_BACKWARDS: 1}
+
+
+def test_checker_catches_an_event_after_done() -> None:
+    """A text delta of a reply after its response.done is event_after_done."""
+    frames = [*reply(1, "r1"), ev(5, "response.text.delta", response_id="r1", delta="stale")]
+    assert dict(check(frames).counts) == {EVENT_AFTER_DONE: 1}
+
+
+def test_checker_catches_an_error_about_a_finished_reply() -> None:
+    """An error naming a reply after its response.done also counts as event_after_done."""
+    frames = [*reply(1, "r1"), ev(5, "error", code="tts_failed", message="x", response_id="r1")]
+    assert dict(check(frames).counts) == {EVENT_AFTER_DONE: 1}
+
+
+def test_checker_catches_a_second_done() -> None:
+    """Two response.done for one reply is duplicate_done."""
+    frames = [
+        *reply(1, "r1"),
+        ev(5, "response.done", response_id="r1", status="completed", reason=None, text="", metrics={}),
+    ]
+    assert dict(check(frames).counts) == {DUPLICATE_DONE: 1}
+
+
+def test_checker_catches_events_before_created() -> None:
+    """A reply event whose response.created never came is event_without_created."""
+    assert dict(check([ev(1, "response.text.delta", response_id="r9", delta="x")]).counts) == {
+        EVENT_WITHOUT_CREATED: 1
+    }
+
+
+def test_checker_catches_overlapping_replies() -> None:
+    """A second response.created while the first reply is open is overlapping_replies."""
+    frames = [ev(1, "response.created", response_id="r1"), *reply(2, "r2")]
+    assert check(frames, finish=False).counts == {OVERLAPPING_REPLIES: 1}
+
+
+def test_checker_catches_a_reply_never_done_at_a_normal_end() -> None:
+    """finish() reports a reply left open, but only when called."""
+    frames = [ev(1, "response.created", response_id="r1")]
+    assert check(frames, finish=False).violations == 0
+    assert dict(check(frames).counts) == {REPLY_NOT_DONE: 1}
+
+
+def test_checker_counts_undecodable_and_binary_frames() -> None:
+    """Bad JSON, an unknown type, a missing field and a binary frame each count; decoding goes on."""
+    frames: list[str | bytes] = [
+        "{nope",
+        ev(1, "no.such.event"),
+        json.dumps({"type": "pong"}),
+        b"\x00\x01",
+        ev(1, "pong"),
+    ]
+    checker = check(frames)
+    assert dict(checker.counts) == {UNDECODABLE: 3, BINARY_FRAME: 1} and checker.events == 1
+
+
+# --- pure helpers --------------------------------------------------------------------------------------
+
+
+def test_percentiles_of_known_values() -> None:
+    """p50/p95/p99 interpolate linearly; None values are ignored; an empty list gives n=0."""
+    stats = percentiles([*[float(v) for v in range(1, 101)], None])  # type: ignore[list-item]
+    assert (stats["n"], stats["p50"], stats["p99"], stats["max"]) == (100, 50.5, 99.0, 100.0)
+    assert abs(stats["p95"] - 95.05) <= 0.06
+    assert percentiles([])["n"] == 0
+
+
+def test_speech_bounds_find_the_loud_part() -> None:
+    """The first and last loud 20 ms windows of silence + tone + silence bound the tone."""
+    pcm = utterance(1.0, lead_silence_s=0.2, tail_silence_s=0.8)
+    start, end = speech_bounds(pcm)
+    assert (start, end) == (int(0.2 * 32000), int(1.2 * 32000))
+
+
+def test_interruptions_are_exactly_the_share_asked() -> None:
+    """interrupt_share 0.25 interrupts exactly a quarter of any 20 consecutive turns."""
+    plan = Plan(questions=[Question.typed("hi")], interrupt_share=0.25)
+    assert sum(plan.interrupts(3, turn) for turn in range(20)) == 5
+
+
+# --- whole runs against a real server with fake engines ---------------------------------------------------
+
+
+async def test_text_run_reports_sane_latencies(tmp_path) -> None:
+    """Typed questions from 3 sessions: every turn completes with first text before first audio, no violation."""
+    plan = Plan(questions=[Question.typed("What is up?"), Question.typed("Why?")], think_time=0.05)
+    async with run_server(tmp_path) as server:
+        with trio.fail_after(IO_TIMEOUT):
+            rec = await run_level(server.ws_url, plan, sessions=3, ramp=50, turns=3, progress=None)
+    report = rec.level_report()
+    assert report["turns"] == 9 and report["statuses"] == {"completed": 9}
+    assert report["error_count"] == 0 and report["violation_count"] == 0 and report["events"] > 9 * 4
+    for s in rec.samples:
+        assert 0 <= s.first_text_ms <= s.first_audio_ms < 5000
+        assert s.reply_chars > 10 and s.reply_audio_s > 0.5 and s.server["tokens"] > 0
+    assert report["summary"]["first_audio_ms"]["n"] == 9 and report["client_cpu_percent"] >= 0
+
+
+async def test_voice_run_measures_voice_to_voice(tmp_path) -> None:
+    """A spoken question streamed in real time gets a reply; voice-to-voice covers the VAD's silence."""
+    engines = {"stt": FakeSTT(), "vad_factory": FakeVAD}
+    plan = Plan(
+        questions=[Question.spoken("tone", tone(0.4, 16000, amplitude=0.3))],
+        think_time=0.05,
+        tail_silence_s=0.7,
+    )
+    async with run_server(tmp_path, engines) as server:
+        with trio.fail_after(IO_TIMEOUT):
+            rec = await run_level(server.ws_url, plan, sessions=2, ramp=50, turns=1, progress=None)
+    assert [s.status for s in rec.samples] == ["completed", "completed"]
+    for s in rec.samples:
+        assert s.kind == "voice" and s.transcript.startswith("I spoke for")
+        # The server waits vad_silence_ms (500) of silence before it ends the turn.
+        assert 450 <= s.voice_to_voice_ms < 5000
+        assert s.server["vad_hangover_ms"] is not None and s.server["voice_to_voice_ms"] is not None
+    assert rec.violations == {} and rec.errors == {}
+
+
+async def test_cancel_interruption_is_timed(tmp_path) -> None:
+    """Every reply cancelled after its first audio ends cancelled/client_cancelled with an interruption time."""
+    engines = {"llm": FakeLLM(token_delay=0.02), "tts": FakeTTS(delay=lambda text: 0.1)}
+    plan = Plan(questions=[Question.typed("Tell me a story.")], think_time=0.05, interrupt_share=1.0)
+    async with run_server(tmp_path, engines) as server:
+        with trio.fail_after(IO_TIMEOUT):
+            rec = await run_level(server.ws_url, plan, sessions=1, ramp=50, turns=2, progress=None)
+    for s in rec.samples:
+        assert (s.status, s.reason, s.interrupt) == ("cancelled", "client_cancelled", "cancel")
+        assert 0 <= s.interruption_ms < 2000
+    assert rec.violations == {}
+
+
+# --- broken servers: the checker catches them in a real run ----------------------------------------------
+
+
+async def _broken_server(frames_for_turn, request: WebSocketRequest) -> None:
+    ws = await request.accept()
+    await ws.send_message(ev(1, "session.created", **CREATED))
+    seq = 2
+    while True:
+        try:
+            message = json.loads(await ws.get_message())
+        except ConnectionClosed:
+            return  # the client hung up: the end of the test run
+        rid = f"r{seq}"
+        for frame in frames_for_turn(seq, rid, message.get("request_id")):
+            await ws.send_message(frame)
+        seq += 5
+
+
+def _stale_delta(seq: int, rid: str, request_id: str) -> list[str]:
+    frames = [json.dumps(json.loads(f) | {"request_id": request_id}) for f in reply(seq, rid)]
+    return [*frames, ev(seq + 4, "response.text.delta", response_id=rid, delta="stale")]
+
+
+def _skipped_seq(seq: int, rid: str, request_id: str) -> list[str]:
+    frames = [json.dumps(json.loads(f) | {"request_id": request_id}) for f in reply(seq + 1, rid)]
+    return frames  # seq jumps by one at every reply's start
+
+
+async def _run_against(frames_for_turn) -> object:
+    plan = Plan(questions=[Question.typed("hi")], think_time=0.0)
+    async with trio.open_nursery() as nursery:
+        handler = partial(_broken_server, frames_for_turn)
+        listeners = await nursery.start(partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context=None))
+        url = f"ws://127.0.0.1:{listeners.port}/v1/voice"
+        with trio.fail_after(IO_TIMEOUT):
+            rec = await run_level(url, plan, sessions=1, ramp=50, turns=3, progress=None)
+        nursery.cancel_scope.cancel()
+    return rec
+
+
+async def test_run_reports_events_after_done() -> None:
+    """A server that sends a text delta after response.done is reported with event_after_done."""
+    rec = await _run_against(_stale_delta)
+    # The stale delta of the last turn may arrive after the client hung up; the earlier ones cannot.
+    assert rec.violations[EVENT_AFTER_DONE] >= 2 and set(rec.violations) == {EVENT_AFTER_DONE}
+    assert rec.level_report()["violation_examples"][0]["kind"] == EVENT_AFTER_DONE
+
+
+async def test_run_reports_a_skipped_seq() -> None:
+    """A server that skips a seq number is reported with seq_gap."""
+    rec = await _run_against(_skipped_seq)
+    assert rec.violations == {SEQ_GAP: 3}
