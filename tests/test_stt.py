@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import trio
@@ -276,3 +278,33 @@ def test_stock_phrase_is_believed_when_the_voice_was_clear():
     assert not is_hallucination("Thank you.", clear_speech=True)
     assert is_hallucination("[BLANK_AUDIO]", clear_speech=True)
     assert is_hallucination("", clear_speech=True)
+
+
+class _LoopingModel:
+    """Stands in for pywhispercpp's Model: repeats itself with a short window, not with the full one."""
+
+    def __init__(self) -> None:
+        self.windows: list[int] = []
+
+    def transcribe(self, audio, *, audio_ctx, max_tokens):
+        self.windows.append(audio_ctx)
+        text = (
+            "Tell me more." if audio_ctx == AUDIO_CTX_MAX else "Tell me. Tell me. Tell me. Tell me. Tell me."
+        )
+        return [types.SimpleNamespace(text=text)]
+
+
+def test_a_looping_final_is_decoded_again_with_the_full_window():
+    """A final transcript that loops is decoded a second time with the whole 30 s window."""
+    model = _LoopingModel()
+    recognizer = Recognizer(model, threads=1)
+    assert recognizer.transcribe_sync(np.zeros(16000, np.float32)) == "Tell me more."
+    assert model.windows[-1] == AUDIO_CTX_MAX and len(model.windows) == 2
+
+
+def test_a_looping_partial_is_dropped_without_a_second_decode():
+    """A partial that loops comes back empty after one short decode, leaving the recognizer free."""
+    model = _LoopingModel()
+    recognizer = Recognizer(model, threads=1)
+    assert recognizer.transcribe_sync(np.zeros(16000, np.float32), partial=True) == ""
+    assert len(model.windows) == 1 and model.windows[0] < AUDIO_CTX_MAX

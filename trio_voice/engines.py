@@ -41,7 +41,7 @@ class TTS(Protocol):
 class STT(Protocol):
     sample_rate: int
 
-    async def transcribe(self, audio: np.ndarray) -> str: ...
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str: ...
 
 
 class VAD(Protocol):

@@ -281,7 +281,7 @@ class Listener:
             if job.utterance != self.utterance:
                 continue
             try:
-                text = await self.ctx.engines.stt.transcribe(job.audio)
+                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue

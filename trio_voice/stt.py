@@ -17,6 +17,7 @@ failure inside whisper.cpp while decoding raises ``RecognitionError`` (mapped in
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -121,8 +122,13 @@ class Recognizer:
         logger.info("loaded whisper model %s with %d threads", model_path, threads)
         return cls(model, threads=threads, model_path=model_path)
 
-    def transcribe_sync(self, audio: np.ndarray) -> str:
+    def transcribe_sync(self, audio: np.ndarray, *, partial: bool = False) -> str:
         """Transcribe a clip of 16 kHz mono float32 audio; blocks until done. Returns stripped text.
+
+        A short window sometimes makes whisper repeat itself; a final transcript is then decoded again
+        with the full window (about 0.5-0.9 s more). A ``partial`` one (a preview of speech still going
+        on) is not worth that, and it would hold the recognizer just when the final arrives: a looping
+        partial comes back as "" instead.
 
         The text may be one of whisper's stock outputs on silence or noise: see :func:`is_hallucination`.
 
@@ -139,6 +145,9 @@ class Recognizer:
         with self._lock, _recognition_errors():
             text = self._decode(audio, audio_ctx_for(audio.size), max_tokens)
             if is_looping(text):
+                if partial:
+                    logger.debug("whisper looped on a partial clip (%r); dropping it", text)
+                    return ""
                 logger.debug("whisper looped with a short window (%r); decoding with the full one", text)
                 text = self._decode(audio, AUDIO_CTX_MAX, max_tokens)
         return text
@@ -147,7 +156,7 @@ class Recognizer:
         segments = self._model.transcribe(audio, audio_ctx=audio_ctx, max_tokens=max_tokens)
         return " ".join(s.text.strip() for s in segments).strip()
 
-    async def transcribe(self, audio: np.ndarray) -> str:
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
         """Transcribe a clip in a worker thread, waiting in line on ``limiter``.
 
         Cancellation: while waiting in line, immediate. Once the decode has started, the call
@@ -158,7 +167,10 @@ class Recognizer:
             RecognitionError: whisper.cpp failed.
         """
         return await run_model_call(
-            self.transcribe_sync, audio, limiter=self.limiter, on_wait=self.on_queue_wait
+            functools.partial(self.transcribe_sync, partial=partial),
+            audio,
+            limiter=self.limiter,
+            on_wait=self.on_queue_wait,
         )
 
 

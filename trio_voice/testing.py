@@ -142,7 +142,7 @@ class FakeSTT:
     calls: list[float] = attrs.field(factory=list)  # clip lengths in seconds
     active: int = 0
 
-    async def transcribe(self, audio: np.ndarray) -> str:
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
         seconds = len(audio) / self.sample_rate
         self.calls.append(seconds)
         self.active += 1
