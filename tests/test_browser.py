@@ -9,19 +9,14 @@ is missing.
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.server_process import ServerProcess
 from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
 
 sync_api = pytest.importorskip(
@@ -29,6 +24,7 @@ sync_api = pytest.importorskip(
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
 SCREENSHOT = ARTIFACTS / "browser-conversation.png"
@@ -39,7 +35,6 @@ MIC_RATE = 48000
 # needs 500 ms) and keeps the question from coming round again while the test runs.
 LEAD_SILENCE_S = 0.5
 TAIL_SILENCE_S = 60.0
-SERVER_START_TIMEOUT = 120.0  # seconds: loading Piper and whisper, converting whisper on a cold cache
 UI_TIMEOUT_MS = 60_000  # per wait in the page: whisper and Piper share two busy cores
 
 pytestmark = [
@@ -80,52 +75,6 @@ def spoken_question_wav(path: Path) -> Path:
     tail = np.zeros(int(TAIL_SILENCE_S * MIC_RATE), dtype=np.float32)
     path.write_bytes(wav_bytes(float_to_pcm16(np.concatenate([lead, speech, tail])), MIC_RATE))
     return path
-
-
-class ServerProcess:
-    """A server subprocess: started, its ready line parsed, stopped with SIGTERM (then killed)."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.log = log
-        lines: queue.Queue[bytes] = queue.Queue()
-
-        def read_lines() -> None:  # stdout must keep draining, or a chatty server would block on it
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(b"")  # the server exited
-
-        threading.Thread(target=read_lines, daemon=True).start()
-        try:
-            line = lines.get(timeout=SERVER_START_TIMEOUT).decode()
-        except queue.Empty:
-            self.stop()
-            raise AssertionError(f"no ready line within {SERVER_START_TIMEOUT} s; see {log}") from None
-        if not line:
-            self.stop()
-            raise AssertionError(f"the server exited ({self.proc.returncode}) before it was ready; see {log}")
-        match = re.match(r"trio-voice ready: (\S+)\s+(\S+?)/?$", line.strip())
-        if match is None:
-            self.stop()
-            raise AssertionError(f"unexpected first line {line!r}; see {log}")
-        self.ws_url, self.http_url = match.groups()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,9 @@ from known sentences and streamed at real-time pace, like a microphone.
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +20,18 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from tests.conftest import Client, connect
+from tests.server_process import ServerProcess
 from tests.speech import synthesize_speech, word_error_rate
 from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample
 
 pytestmark = pytest.mark.models
 
-STARTUP_TIMEOUT = 180.0
 FRAME_S = 0.02
 
 
-@pytest.fixture(scope="module")
-def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def serve_command(db: Path, *extra: str) -> list[str]:
     """`trio-voice serve` on free ports with the default models (prepared in the default cache dir)."""
-    db = tmp_path_factory.mktemp("real") / "conversations.sqlite3"
-    command = [
+    return [
         sys.executable,
         "-m",
         "trio_voice.cli",
@@ -46,25 +42,19 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "0",
         "--db",
         str(db),
+        *extra,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One real server for the module; it must exit 0 on SIGTERM at the end."""
+    folder = tmp_path_factory.mktemp("real")
+    server = ServerProcess(serve_command(folder / "conversations.sqlite3"), folder / "server.log")
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        line = ""
-        while time.monotonic() < deadline and process.poll() is None:
-            line = process.stdout.readline()
-            if line.startswith("trio-voice ready:"):
-                break
-        assert line.startswith("trio-voice ready:"), f"server did not start (exit {process.poll()})"
-        _, _, ws_url, http_url = line.split()
-        yield {"ws": ws_url, "http": http_url.rstrip("/")}
+        yield {"ws": server.ws_url, "http": server.http_url}
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=30) == 0, "the server did not exit cleanly on SIGTERM"
-        finally:
-            if process.poll() is None:
-                process.kill()
+        assert server.stop() == 0, f"the server did not exit cleanly on SIGTERM; see {server.log}"
 
 
 @pytest.fixture(scope="module")
@@ -203,30 +193,17 @@ def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) 
                     assert exc.reason.code == 1001, exc
             return events
 
-    command = [
-        sys.executable, "-m", "trio_voice.cli", "serve", "--port", "0", "--http-port", "0",
-        "--db", str(tmp_path / "db.sqlite3"), "--shutdown-grace", "1",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ
+    server = ServerProcess(
+        serve_command(tmp_path / "db.sqlite3", "--shutdown-grace", "1"), tmp_path / "server.log"
     )
     try:
-        line = ""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (
-            not line.startswith("trio-voice ready:")
-            and time.monotonic() < deadline
-            and process.poll() is None
-        ):
-            line = process.stdout.readline()
-        events = trio.run(scenario, line.split()[2], process)
+        events = trio.run(scenario, server.ws_url, server.proc)
         assert events[-1]["status"] in ("completed", "cancelled")
         if events[-1]["status"] == "cancelled":
             assert events[-1]["reason"] == "shutdown"
-        assert process.wait(timeout=30) == 0
+        assert server.proc.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        server.stop()
 
 
 async def test_metrics_count_turns_and_engine_queue_waits(real_server) -> None:
