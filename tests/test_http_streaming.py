@@ -210,3 +210,31 @@ async def test_client_disconnect_cancels_the_turn(tmp_path: Path) -> None:
             ("user", "hi", False),
             ("assistant", "You", True),
         ]
+
+
+async def test_streamed_reply_in_flight_finishes_on_graceful_shutdown(tmp_path: Path) -> None:
+    """A shutdown lets an NDJSON reply already streaming run to response.done, and refuses new connections."""
+    from trio_voice.lifecycle import Shutdown
+
+    shutdown = Shutdown()
+    llm = FakeLLM(token_delay=0.05)
+    async with run_server(tmp_path, {"llm": llm}, shutdown=shutdown, shutdown_grace=10.0) as server:
+        async with (
+            http_client(server) as http,
+            http.stream("POST", "/v1/chat/ndjson", json={"text": "hi"}) as response,
+        ):
+            lines = []
+            async for line in response.aiter_lines():
+                lines.append(json.loads(line))
+                if len(lines) == 3:
+                    shutdown.request()
+        with trio.fail_after(IO_TIMEOUT):
+            while True:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", server.listening.http_port)
+                except OSError:
+                    break
+                await stream.aclose()
+                await trio.sleep(0.05)
+    check_reply_events(lines)
+    assert lines[-1]["status"] == "completed"

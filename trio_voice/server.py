@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import attrs
 import trio
@@ -83,29 +85,45 @@ async def _serve_with(
         async with trio.open_nursery() as listeners:
             ws_port = await listeners.start(
                 partial(
-                    serve_voice,
-                    config,
-                    engines,
-                    telemetry,
-                    sessions,
+                    _until_draining,
                     shutdown,
-                    handler_nursery=session_nursery,
+                    partial(
+                        serve_voice,
+                        config,
+                        engines,
+                        telemetry,
+                        sessions,
+                        shutdown,
+                        handler_nursery=session_nursery,
+                    ),
                 )
             )
             # The HTTP side tells browsers where the WebSocket really listens (the config may say port 0).
             http_config = attrs.evolve(config, ws_port=ws_port)
-            http_port = await listeners.start(partial(serve_http, http_config, engines, telemetry, sessions))
+            http_port = await listeners.start(
+                partial(serve_http, http_config, engines, telemetry, sessions, shutdown=shutdown)
+            )
             listening = Listening(config.host, ws_port, http_port)
             logger.info("listening: %s and %s", listening.ws_url, listening.http_url)
             task_status.started(listening)
             await shutdown.draining.wait()
+            # Both listeners stop accepting now; HTTP requests in flight get the same grace (hypercorn's own).
             logger.info(
                 "shutting down: no new connections; %d session(s) finishing their replies", len(sessions)
             )
-            listeners.cancel_scope.cancel()
-        with trio.move_on_after(config.shutdown_grace):
-            await sessions.wait_empty()
-        shutdown.closing.set()
-        with trio.move_on_after(CLOSING_TIMEOUT):
-            await sessions.wait_empty()
+            with trio.move_on_after(config.shutdown_grace):
+                await sessions.wait_empty()
+            shutdown.closing.set()
+            with trio.move_on_after(CLOSING_TIMEOUT):
+                await sessions.wait_empty()
         session_nursery.cancel_scope.cancel()
+
+
+async def _until_draining(
+    shutdown: Shutdown, serve_fn: Callable[..., Awaitable[None]], *, task_status: trio.TaskStatus[Any]
+) -> None:
+    """Run a ``serve_*`` function until the shutdown starts draining."""
+    async with trio.open_nursery() as nursery:
+        task_status.started(await nursery.start(serve_fn))
+        await shutdown.draining.wait()
+        nursery.cancel_scope.cancel()

@@ -1,8 +1,9 @@
 """The HTTP listener: the ASGI app of ``trio_voice.http`` served by hypercorn's trio worker.
 
-``serve_http`` is a ``serve_*`` function: it runs until cancelled and reports the real bound port with
-``task_status.started(port)`` (the config may ask for port 0). Cancelling it closes the listener and
-every connection at once; a running streamed reply is cancelled like any other turn.
+``serve_http`` is a ``serve_*`` function: it runs until cancelled (or until a graceful shutdown has run
+its course) and reports the real bound port with ``task_status.started(port)`` (the config may ask for
+port 0). On shutdown it stops accepting and gives requests in flight, such as a streamed reply,
+``Config.shutdown_grace`` seconds to finish; cancelling it closes every connection at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from trio_voice.config import Config
 from trio_voice.engines import Engines
+from trio_voice.lifecycle import Shutdown
 from trio_voice.telemetry import Telemetry
 
 from . import speech, status, streaming
@@ -43,7 +45,7 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not hypercorn's stderr
     hc.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
-    hc.graceful_timeout = 0.0  # shutdown is the server nursery's business (see config.shutdown_grace)
+    hc.graceful_timeout = config.shutdown_grace  # requests in flight when a shutdown starts may finish
     return hc
 
 
@@ -53,12 +55,17 @@ async def serve_http(
     telemetry: Telemetry,
     sessions: Mapping[str, Any],
     *,
+    shutdown: Shutdown | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the HTTP endpoints until cancelled; ``task_status.started(port)`` once listening."""
+    """Serve the HTTP endpoints until cancelled, or until ``shutdown`` drains them; ``task_status.started(port)``
+    once listening."""
     app = build_app(config, engines, telemetry, sessions)
+    trigger = shutdown.draining.wait if shutdown is not None else None
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(partial(hypercorn.trio.serve, app, hypercorn_config(config)))
+        binds: list[str] = await nursery.start(
+            partial(hypercorn.trio.serve, app, hypercorn_config(config), shutdown_trigger=trigger)
+        )
         # hypercorn reports where it listens as URLs, e.g. "http://127.0.0.1:41234" or "http://[::1]:41234".
         port = int(binds[0].rpartition(":")[2])
         logger.debug("HTTP listener bound to %s", binds[0])
