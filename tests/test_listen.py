@@ -201,3 +201,20 @@ async def test_commit_ends_the_turn_by_hand_with_voice_detection_on(autojump_clo
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     assert len(h.of(SpeechStopped)) == 1 and len(h.turns) == 1
+
+
+def test_audio_window_reads_back_what_it_kept_across_trims() -> None:
+    """Clips come back sample-exact by stream position, before and after old frames are trimmed away."""
+    import numpy as np
+
+    from trio_voice.listen import AudioWindow
+
+    window = AudioWindow()
+    samples = np.arange(16000 * 3, dtype=np.float32)
+    for i in range(0, samples.size, 320):
+        window.append(samples[i : i + 320])
+    assert window.end_ms == 3000.0
+    assert np.array_equal(window.between(1000, 1020), samples[16000:16320])
+    window.trim(2000)
+    window.append(np.arange(48000, 48320, dtype=np.float32))
+    assert np.array_equal(window.between(2500, 3020), np.arange(40000, 48320, dtype=np.float32))
