@@ -27,7 +27,6 @@ from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, T
 from .segmenter import (
     CHUNK_MS,
     CHUNK_SAMPLES,
-    HYSTERESIS,
     SAMPLE_RATE,
     Segmenter,
     SegmenterSettings,
@@ -197,7 +196,8 @@ class Listener:
         if settings != self.segmenter.settings:
             self.segmenter.settings = settings
         for p in probabilities:
-            if self.segmenter.in_speech and p >= settings.threshold - HYSTERESIS:
+            voiced = self.segmenter.is_voiced(p)
+            if self.segmenter.in_speech and voiced:
                 self.speech_probabilities.append(p)  # how sure the VAD was, over the voiced chunks
             decision = self.segmenter.feed(p)
             if isinstance(decision, SpeechStart):
@@ -205,7 +205,7 @@ class Listener:
             elif isinstance(decision, SpeechEnd):
                 await self.on_speech_end(decision)
             elif self.segmenter.in_speech:
-                await self.maybe_partial(voiced=p >= settings.threshold - HYSTERESIS)
+                await self.maybe_partial(voiced=voiced)
         if not self.segmenter.in_speech:
             self.window.trim(self.segmenter.position_ms - settings.prefix_ms - 1000)
 

@@ -47,6 +47,10 @@ class Segmenter:
         self._run_start: float | None = None  # first chunk of the current above-threshold run
         self._last_speech_end = 0.0
 
+    def is_voiced(self, probability: float) -> bool:
+        """Whether a chunk keeps a turn going: above the start threshold less the hysteresis."""
+        return probability >= self.settings.threshold - HYSTERESIS
+
     def feed(self, probability: float) -> SpeechStart | SpeechEnd | None:
         s = self.settings
         start = self.position_ms
@@ -62,7 +66,7 @@ class Segmenter:
             else:
                 self._run_start = None
             return None
-        if probability >= s.threshold - HYSTERESIS:
+        if self.is_voiced(probability):
             self._last_speech_end = self.position_ms
             return None
         if self.position_ms - self._last_speech_end >= s.silence_ms:
