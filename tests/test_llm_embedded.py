@@ -110,6 +110,14 @@ def test_command_sizes_context_per_slot() -> None:
     assert (args["--parallel"], args["--threads"], args["--ctx-size"]) == ("3", "2", "3072")
 
 
+def test_command_sets_the_repeat_penalty() -> None:
+    """The embedded server's default repeat penalty comes from the config (requests do not send one)."""
+    command = llama_server_command(
+        Config(llama_repeat_penalty=1.3), binary=Path("s"), model=Path("m"), port=1
+    )
+    assert command[command.index("--repeat-penalty") + 1] == "1.3"
+
+
 def test_command_is_loopback_offline_without_web_ui() -> None:
     """The command enables continuous batching and turns off the web UI and network access."""
     command = llama_server_command(Config(), binary=Path("s"), model=Path("m"), port=1)
@@ -270,9 +278,27 @@ async def test_child_failing_at_first_start_raises_with_its_output() -> None:
     stats = EmbeddedLLMStats()
     with trio.fail_after(IO_GUARD), pytest.raises(ModelPreparationError) as info:
         await _supervise(command, base_url, stats)
-    assert "exit code 2" in info.value.message
+    assert "exited with code 2" in info.value.message
     assert "invalid argument: --bogus" in info.value.message
     assert (stats.last_exit, stats.restarts, stats.ready) == (2, 0, False)
+
+
+async def test_child_killed_by_sigill_is_explained() -> None:
+    """A child that dies of SIGILL is reported in words a user can act on: what it means and the fix."""
+    command = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGILL)"]
+    stats = EmbeddedLLMStats()
+    with trio.fail_after(IO_GUARD), pytest.raises(ModelPreparationError) as info:
+        await _supervise(command, f"http://127.0.0.1:{free_loopback_port()}", stats)
+    assert "crashed with SIGILL (illegal instruction" in info.value.message
+    assert "re-run tools/install.sh" in info.value.message
+    assert stats.last_exit == -signal.SIGILL
+
+
+def test_exit_descriptions() -> None:
+    """Exit codes are said as codes, signals by name with what to do."""
+    assert embedded.describe_exit(2) == "llama-server exited with code 2"
+    assert embedded.describe_exit(-signal.SIGKILL).startswith("llama-server crashed with SIGKILL (killed")
+    assert embedded.describe_exit(-signal.SIGUSR2) == "llama-server crashed with SIGUSR2"
 
 
 async def test_child_never_healthy_is_killed_and_raises() -> None:

@@ -217,6 +217,21 @@ async def test_speak_turn_says_the_given_text_without_the_llm(autojump_clock: tr
     assert record.text == "Welcome to the lesson. Let us begin."
 
 
+async def test_a_looping_reply_is_cut_with_a_warning(autojump_clock: trio.abc.Clock) -> None:
+    """A reply that starts repeating itself stops at the loop: the words before it are spoken, a
+    reply_repeating warning says why, the looping words are never sent and the LLM stream is closed."""
+    loop = "la femme au pays de France, " * 20
+    llm = FakeLLM(reply=lambda _m: "Bonjour. " + loop, token_delay=0.05)
+    out, record = await run(chat(), llm, FakeTTS())
+    warnings = out.of(WarningEvent)
+    assert [w.code for w in warnings] == ["reply_repeating"]
+    sent = "".join(d.delta for d in out.of(TextDelta))
+    assert sent == record.text
+    assert sent.lower().count("la femme au pays de france") == 2  # caught as the second one ends
+    assert llm.active == 0
+    assert len(sent) < 80
+
+
 def test_heard_text_cuts_to_the_words_played() -> None:
     """Truncating at half of the second phrase keeps the first phrase and half of the second one's words."""
     record = TurnRecord(

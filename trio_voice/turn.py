@@ -27,11 +27,13 @@ from typing import Any
 import attrs
 import trio
 
+from .codec import codes
 from .config import Config
 from .engines import LLM, TTS
 from .errors import EngineError, LLMError, SynthesisError
 from .events import AudioReady, PhraseReady, ReplyCreated, TextDelta, WarningEvent
 from .phrases import phrase_task
+from .repetition import RepetitionGuard
 
 logger = logging.getLogger(__name__)
 
@@ -169,25 +171,43 @@ async def llm_task(
     """Stream the LLM's reply: each delta becomes a text event and a token for the phrase stage.
 
     The first-token and stall timeouts live here, as a deadline on one cancel scope that every delta
-    pushes forward; when it fires the reply fails with ``llm_timeout``.
+    pushes forward; when it fires the reply fails with ``llm_timeout``. A reply that starts looping
+    (:class:`~trio_voice.repetition.RepetitionGuard`) is cut at the word that closed the loop: what came
+    before is spoken, a ``reply_repeating`` warning says why it stopped, and the reply completes.
     """
+    guard = RepetitionGuard()
     async with token_tx:
         with trio.CancelScope(deadline=trio.current_time() + config.llm_first_token_timeout) as scope:
+            with trio.CancelScope() as stop:
 
-            async def on_delta(delta: str) -> None:
-                record.mark("llm_first_token")
-                scope.deadline = trio.current_time() + config.llm_stall_timeout
-                record.tokens += 1
-                await emit(TextDelta(request.response_id, delta))
-                record.text += delta
-                await token_tx.send(delta)
+                async def on_delta(delta: str) -> None:
+                    record.mark("llm_first_token")
+                    scope.deadline = trio.current_time() + config.llm_stall_timeout
+                    record.tokens += 1
+                    if guard.feed(delta):
+                        stop.cancel()  # lands in stream_chat, which closes the HTTP stream
+                        return
+                    await emit(TextDelta(request.response_id, delta))
+                    record.text += delta
+                    await token_tx.send(delta)
 
-            result = await llm.stream_chat(request.messages, on_delta)
+                result = await llm.stream_chat(request.messages, on_delta)
             scope.deadline = math.inf
         if scope.cancelled_caught:
             waited = "first token" if "llm_first_token" not in record.marks else "next token"
             raise LLMError(f"the LLM sent no {waited} in time", code="llm_timeout")
-        if result.tokens:
+        if stop.cancelled_caught:
+            logger.warning(
+                "reply %s was repeating itself; stopped after %d tokens", request.response_id, record.tokens
+            )
+            await emit(
+                WarningEvent(
+                    codes.WARNING_REPLY_REPEATING,
+                    f"the reply started repeating itself; it was stopped after {record.tokens} tokens",
+                    request.response_id,
+                )
+            )
+        elif result.tokens:
             record.tokens = result.tokens
 
 

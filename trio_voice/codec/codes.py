@@ -60,10 +60,13 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+WARNING_REPLY_REPEATING: Final = "reply_repeating"
+
 #: code → one-line meaning, for every ``warning`` code in protocol v1.
 WARNING_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "tts_failed": "one phrase could not be synthesized; its text was still sent, the reply goes on",
+        WARNING_REPLY_REPEATING: "the LLM's reply started looping; it was cut there and completes with what came before",
     }
 )
 

@@ -26,6 +26,7 @@ import functools
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Sequence
@@ -115,9 +116,37 @@ def llama_server_command(config: Config, *, binary: Path, model: Path, port: int
         # -c is the total context; without --kv-unified each slot gets an equal share.
         "--ctx-size", str(config.llama_ctx_per_slot * parallel),
         "--cont-batching",
+        "--repeat-penalty", str(config.llama_repeat_penalty),
         "--no-webui",
         "--offline",
     ]  # fmt: skip
+
+
+# Signals a crashed llama-server is likely to die of, and what the user can do about each.
+_SIGNAL_ADVICE = {
+    signal.SIGILL: (
+        "illegal instruction: it was built for a CPU feature this machine refuses; re-run tools/install.sh "
+        "(it builds a portable llama-server)"
+    ),
+    signal.SIGKILL: "killed: often the kernel's out-of-memory killer; see `dmesg`, or lower --llama-parallel",
+    signal.SIGSEGV: "segmentation fault: a bug in llama.cpp or a corrupt model file",
+    signal.SIGABRT: "aborted: llama.cpp hit an internal check; its last output above says which",
+    signal.SIGBUS: "bus error: the model file may have changed or been truncated while mapped",
+}
+
+
+def describe_exit(returncode: int | None, program: str = "llama-server") -> str:
+    """Say in words a user can act on how a child process ended (a negative code is a signal)."""
+    if returncode is None:
+        return f"{program} has not exited"
+    if returncode >= 0:
+        return f"{program} exited with code {returncode}"
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return f"{program} was killed by signal {-returncode}"
+    advice = _SIGNAL_ADVICE.get(sig)
+    return f"{program} crashed with {sig.name}" + (f" ({advice})" if advice else "")
 
 
 def next_backoff(delay: float, maximum: float) -> float:
@@ -261,14 +290,14 @@ async def supervise_http_child(
             stats.last_exit = returncode
             if not ever_ready:
                 raise ModelPreparationError(
-                    f"the embedded LLM server did not start (exit code {returncode}): "
-                    f"{' '.join(command)}\nIts last output:\n{tail.text()}"
+                    f"the embedded LLM server did not start: {describe_exit(returncode, _program(command))}.\n"
+                    f"Command: {' '.join(command)}\nIts last output:\n{tail.text()}"
                 )
             if trio.current_time() - started_at >= STABLE_UPTIME:
                 delay = backoff[0]
             logger.warning(
-                "embedded LLM server exited with code %s %s; restarting in %.1f s. Its last output:\n%s",
-                returncode,
+                "embedded LLM server: %s %s; restarting in %.1f s. Its last output:\n%s",
+                describe_exit(returncode, _program(command)),
                 "after it was ready" if became_ready else "before it was ready",
                 delay,
                 tail.text(),
@@ -276,6 +305,10 @@ async def supervise_http_child(
             await trio.sleep(delay)
             delay = next_backoff(delay, backoff[1])
             stats.restarts += 1
+
+
+def _program(command: Sequence[str]) -> str:
+    return Path(command[0]).name if command else "the child"
 
 
 async def _run_child(
