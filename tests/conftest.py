@@ -56,11 +56,11 @@ class RunningServer:
 async def run_server(
     tmp_path: Path, engines: dict[str, Any] | None = None, *, shutdown: Shutdown | None = None, **config: Any
 ) -> AsyncIterator[RunningServer]:
-    """A real server on loopback port 0 with fake engines (overridable), torn down on exit."""
+    """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit."""
     cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
     async with open_store(cfg.database) as store, trio.open_nursery() as nursery:
-        bundle = Engines(store=store, **parts)
+        bundle = Engines(**({"store": store} | parts))
         telemetry = Telemetry()
         listening = await nursery.start(
             partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown)

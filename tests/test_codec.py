@@ -36,6 +36,7 @@ from trio_voice.codec import (
 )
 from trio_voice.config import Config
 from trio_voice.errors import LocalProtocolError, RemoteProtocolError
+from trio_voice.session_state import session_limits
 
 PCM = b"\x00\x00\x0c\x00\xf9\xff!\x00"  # four PCM16LE samples
 PCM_B64 = base64.b64encode(PCM).decode()
@@ -191,7 +192,7 @@ BAD_INPUT = [
     ({"type": "session.update", "conversation_id": ""}, codes.INVALID_FIELD, "'conversation_id'"),
     ({"type": "session.update", "conversation_id": "c" * 129}, codes.INVALID_FIELD, "'conversation_id'"),
     ({"type": "session.update", "turn_detection": "server_vad"}, codes.INVALID_FIELD, "'turn_detection'"),
-    ({"type": "session.update", "turn_detection": {}}, codes.INVALID_FIELD, "'type'"),
+    ({"type": "session.update", "turn_detection": {"type": 3}}, codes.INVALID_FIELD, "'type'"),
     ({"type": "session.update", "turn_detection": {"type": "semantic"}}, codes.INVALID_FIELD, "'type'"),
     (
         {"type": "session.update", "turn_detection": {"type": "server_vad", "threshold": 1.5}},
@@ -492,7 +493,7 @@ def test_render_session_config_reports_settings_and_limits():
         turn_detection=TurnDetection("server_vad", 0.5, 500, 300),
         output_audio=True,
         output_sample_rate=22050,
-        config=config,
+        limits=session_limits(config),
     )
     assert rendered["turn_detection"] == {
         "type": "server_vad",
@@ -512,5 +513,5 @@ def test_render_session_config_needs_a_complete_turn_detection():
             turn_detection=TurnDetection("none"),
             output_audio=True,
             output_sample_rate=22050,
-            config=Config(),
+            limits=session_limits(Config()),
         )

@@ -26,7 +26,8 @@ async def test_context_keeps_the_same_prefix_across_turns(tmp_path) -> None:
         conversation = await store.create_conversation()
         contexts = []
         for turn in range(14):
-            contexts.append(await context_for(store, conversation, f"q{turn}", instructions="sys", limit=8))
+            await store.add_message(conversation, "user", f"q{turn}")
+            contexts.append(await context_for(store, conversation, instructions="sys", limit=8))
             await store.add_message(conversation, "assistant", f"a{turn}")
     assert contexts[0] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "q0"}]
     lengths = [len(c) - 1 for c in contexts]

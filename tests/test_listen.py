@@ -12,15 +12,18 @@ import attrs
 import pytest
 import trio
 
+from trio_voice import codec
 from trio_voice.config import Config
-from trio_voice.converse import PendingTurn, TurnHandle
 from trio_voice.engines import Engines
 from trio_voice.events import SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
 from trio_voice.limits import TokenBucket
-from trio_voice.listen import AudioIn, Commit, listen_task
-from trio_voice.session import SessionContext, SessionState
+from trio_voice.listen import listen_task
+from trio_voice.listen_items import AudioIn, Commit
+from trio_voice.session_context import SessionContext
+from trio_voice.session_state import SessionState
 from trio_voice.telemetry import Telemetry
 from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone
+from trio_voice.turn_control import PendingTurn, TurnKind
 
 RATE = 16000
 FRAME_S = 0.02
@@ -60,17 +63,13 @@ async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: 
         session_id="sess_test",
         conversation_id="conv_test",
         instructions="",
-        turn_detection={
-            "type": "server_vad",
-            "threshold": 0.5,
-            "silence_ms": cfg.vad_silence_ms,
-            "prefix_ms": 300,
-        },
+        turn_detection=codec.TurnDetection(
+            type="server_vad", threshold=0.5, silence_ms=cfg.vad_silence_ms, prefix_ms=300
+        ),
     )
     out_tx, out_rx = trio.open_memory_channel(0)
-    turn_tx, turn_rx = trio.open_memory_channel(0)
     audio_tx, audio_rx = trio.open_memory_channel(0)
-    ctx = SessionContext(state, engines, cfg, Telemetry(), out_tx, turn_tx, audio_tx, TokenBucket(10, 10))
+    ctx = SessionContext(state, engines, cfg, Telemetry(), out_tx, audio_tx, TokenBucket(10, 10))
     harness = Harness(ctx, [], [], audio_tx, stt)
 
     async def collect_events() -> None:
@@ -78,8 +77,10 @@ async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: 
             harness.events.append((trio.current_time(), item.event))
 
     async def collect_turns() -> None:
-        async for pending in turn_rx:
-            harness.turns.append(pending)
+        """Stands in for converse_task: takes each turn the control releases, and runs none."""
+        while True:
+            superseded, turn = await state.turns.wait_next()
+            harness.turns.extend([*superseded, *([turn] if turn else [])])
 
     nursery.start_soon(collect_events)
     nursery.start_soon(collect_turns)
@@ -159,7 +160,7 @@ async def test_final_starts_a_turn_timed_from_the_end_of_speech(autojump_clock: 
         speech_end = await h.say(1.0)
         nursery.cancel_scope.cancel()
     [turn] = h.turns
-    assert turn.kind == "chat" and turn.text.startswith("I spoke for")
+    assert turn.kind == TurnKind.CHAT and turn.text.startswith("I spoke for")
     assert turn.started_at == pytest.approx(speech_end, abs=CHUNK_S)
     assert turn.speech_marks["vad_decided"] - turn.speech_marks["speech_end"] == pytest.approx(
         0.5, abs=CHUNK_S
@@ -174,12 +175,11 @@ async def test_speech_during_a_reply_cancels_it_at_once(autojump_clock: trio.abc
     """Barge-in: when speech is detected, the running turn's scope is cancelled with reason turn_detected."""
     async with trio.open_nursery() as nursery:
         h = await start(nursery)
-        running = TurnHandle(response_id="resp_running")
-        h.ctx.state.current_turn = running
+        running = h.ctx.state.turns.start(PendingTurn(TurnKind.CHAT, "hi", None, 0.0), "resp_running")
         await h.say(0.5)
         nursery.cancel_scope.cancel()
     [(started_at, _)] = h.of(SpeechStarted)
-    assert running.scope.cancel_called and running.reason == "turn_detected"
+    assert running.scope.cancel_called and running.reason == codec.codes.CancelReason.TURN_DETECTED
     assert running.speech_started_at == pytest.approx(started_at - 0.064, abs=CHUNK_S + FRAME_S)
 
 
@@ -207,7 +207,7 @@ def test_audio_window_reads_back_what_it_kept_across_trims() -> None:
     """Clips come back sample-exact by stream position, before and after old frames are trimmed away."""
     import numpy as np
 
-    from trio_voice.listen import AudioWindow
+    from trio_voice.listen_buffers import AudioWindow
 
     window = AudioWindow()
     samples = np.arange(16000 * 3, dtype=np.float32)
@@ -218,3 +218,47 @@ def test_audio_window_reads_back_what_it_kept_across_trims() -> None:
     window.trim(2000)
     window.append(np.arange(48000, 48320, dtype=np.float32))
     assert np.array_equal(window.between(2500, 3020), np.arange(40000, 48320, dtype=np.float32))
+
+
+async def test_a_late_final_is_held_over_the_next_utterance_and_merged(autojump_clock: trio.abc.Clock) -> None:
+    """Utterance 1's final (a slow recognizer) arrives while utterance 2 is being spoken: no turn starts
+    over the user; when utterance 2 has ended, one turn carries both transcripts."""
+    stt = FakeSTT(seconds_per_audio_second=1.0)
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, stt=stt, vad_silence_ms=300, partial_interval=10.0)
+        await h.say(1.0, silence_s=0.5)  # utterance 1 ends; its final takes ~1.4 s
+        released_during_speech = []
+
+        async def watch() -> None:
+            while h.ctx.state.turns.user_speaking or not h.turns:
+                released_during_speech.append(bool(h.turns) and h.ctx.state.turns.user_speaking)
+                await trio.sleep(0.02)
+
+        nursery.start_soon(watch)
+        await h.say(1.5, silence_s=3.0, lead_s=0.0)  # utterance 2, begun before final 1 came back
+        nursery.cancel_scope.cancel()
+    assert len(h.of(TranscriptFinal)) == 2
+    [turn] = h.turns
+    first, second = (e.text for _, e in h.of(TranscriptFinal))
+    assert turn.text == f"{first} {second}"
+    assert not any(released_during_speech)
+
+
+async def test_transcribe_clips_wait_in_a_bounded_queue_behind_finals(autojump_clock: trio.abc.Clock) -> None:
+    """Clips go through the one transcription task, in order; beyond max_queued_transcriptions waiting,
+    a clip is refused with audio_rate_exceeded instead of piling up on the shared recognizer."""
+    from trio_voice.events import ErrorEvent
+    from trio_voice.listen_items import TranscribeClip
+
+    stt = FakeSTT(seconds_per_audio_second=1.0)
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, stt=stt, max_queued_transcriptions=2)
+        for n in range(6):  # clip n lasts 1.n seconds, so its transcript says which it was
+            await h.audio_tx.send(TranscribeClip(tone(1.0 + n / 10, RATE, amplitude=0.3), RATE, f"c{n}"))
+        await trio.sleep(10.0)
+        nursery.cancel_scope.cancel()
+    refused = [e for _, e in h.of(ErrorEvent) if e.code == "audio_rate_exceeded"]
+    finals = [e.text for _, e in h.of(TranscriptFinal)]
+    assert len(refused) == 3  # one being transcribed and two waiting; the rest refused
+    assert finals == [f"I spoke for 1.{n} seconds" for n in range(3)]  # in the order they came
+    assert stt.active == 0

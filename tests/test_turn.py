@@ -9,7 +9,7 @@ import trio.testing
 
 from trio_voice.config import Config
 from trio_voice.errors import LLMError
-from trio_voice.events import AudioReady, PhraseReady, ReplyCreated, TextDelta, WarningEvent
+from trio_voice.events import AudioReady, PhraseReady, TextDelta, WarningEvent
 from trio_voice.testing import FakeLLM, FakeTTS, split_tokens
 from trio_voice.turn import TurnRecord, TurnRequest, run_turn
 
@@ -69,10 +69,11 @@ def three_sentences(_messages: object) -> str:
 
 
 async def test_reply_events_come_in_protocol_order(autojump_clock: trio.abc.Clock) -> None:
-    """A reply starts with its creation, streams text, and each phrase's audio follows its phrase event."""
+    """A reply streams text, and each phrase's audio follows its phrase event (response.created and
+    response.done are the caller's: see test_converse.py)."""
     out, record = await run(chat(), FakeLLM(reply=three_sentences), FakeTTS())
     kinds = [type(e) for _, e in out.events]
-    assert kinds[0] is ReplyCreated
+    assert kinds[0] is TextDelta
     assert "".join(e.delta for e in out.of(TextDelta)) == three_sentences(None)
     phrases = out.of(PhraseReady)
     assert [p.index for p in phrases] == [0, 1, 2]
@@ -190,6 +191,20 @@ async def test_stall_between_tokens_times_out(autojump_clock: trio.abc.Clock) ->
     with pytest.raises(LLMError, match="next token"):
         await run_turn(request, out.emit, llm=llm, tts=FakeTTS(), config=config, record=record)
     assert trio.current_time() == pytest.approx(2.0)
+
+
+async def test_a_slow_tts_is_waited_for_not_reported_as_an_llm_stall(autojump_clock: trio.abc.Clock) -> None:
+    """One TTS worker taking 15 s a phrase holds the LLM stage back for longer than the 10 s stall timeout;
+    a healthy LLM (a token every 50 ms) is still not timed out: the deadline counts only the LLM's gaps."""
+    sentences = " ".join(f"Sentence number {n} is here." for n in range(6))
+    llm = FakeLLM(reply=lambda _m: sentences, token_delay=0.05)
+    tts = FakeTTS(delay=lambda text: 15.0)
+    config = attrs.evolve(CONFIG, tts_workers=1, llm_stall_timeout=10.0)
+    start = trio.current_time()
+    out, record = await run(chat(), llm, tts, config)
+    assert record.text == sentences
+    assert " ".join(p.text for p in out.of(PhraseReady)) == sentences
+    assert trio.current_time() - start >= 6 * 15.0
 
 
 async def test_failed_phrase_becomes_a_warning_and_the_reply_goes_on(autojump_clock: trio.abc.Clock) -> None:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from pathlib import Path
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
 
 from .config import Config
+from .errors import ConfigError
 
 SERVE_EPILOG = """\
 With no --llm-url, the embedded llama.cpp server answers with SmolLM2-135M (demo quality).
@@ -43,57 +50,54 @@ def setup_logging(level: str, fmt: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _flag(field: attrs.Attribute[Any]) -> str:
+    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
+
+
+def _env_name(field: attrs.Attribute[Any]) -> str:
+    return field.metadata["env"] or "TRIO_VOICE_" + field.name.upper()
+
+
+def _value_type(annotation: Any) -> tuple[Any, bool]:
+    """The argparse ``type`` of a Config field's annotation, and whether it takes several values."""
+    if typing.get_origin(annotation) is tuple:
+        return typing.get_args(annotation)[0], True
+    if isinstance(annotation, types.UnionType):  # X | None
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None)), False
+    return annotation, False
+
+
+def settings() -> list[attrs.Attribute[Any]]:
+    """The Config fields that are options of ``trio-voice serve``, in declaration order."""
+    attrs.resolve_types(Config)
+    return [field for field in attrs.fields(Config) if field.metadata.get("cli")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trio-voice", description="Real-time voice AI server on Trio.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the server", epilog=SERVE_EPILOG)
-    d = Config()
-    serve.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
-    serve.add_argument("--port", type=int, default=d.ws_port, help="WebSocket port (default %(default)s)")
-    serve.add_argument("--http-port", type=int, default=d.http_port, help="HTTP port (default %(default)s)")
-    serve.add_argument(
-        "--data-dir", type=Path, default=d.data_dir, help="models cache and database (default %(default)s)"
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument(
-        "--db", type=Path, default=None, help="SQLite file (default DATA_DIR/conversations.sqlite3)"
-    )
-    serve.add_argument("--llm-url", default=None, help="external LLM server; default: the embedded one")
-    serve.add_argument("--llm-api", choices=("openai", "ollama"), default=d.llm_api)
-    serve.add_argument("--llm-model", default=d.llm_model, help="model name sent to the LLM server")
-    serve.add_argument(
-        "--llm-api-key", default=None, help="bearer key for the LLM server (or env OPENAI_API_KEY)"
-    )
-    serve.add_argument("--system-prompt", default=d.system_prompt)
-    serve.add_argument(
-        "--tts-workers", type=int, default=d.tts_workers, help="phrases synthesized at once per reply"
-    )
-    serve.add_argument(
-        "--tts-instances", type=int, default=d.tts_instances, help="Piper instances shared by sessions"
-    )
-    serve.add_argument(
-        "--tts-model", type=Path, default=None, help="a Piper .onnx voice (default en_US-joe-medium)"
-    )
-    serve.add_argument(
-        "--stt-model", type=Path, default=None, help="a whisper.cpp ggml model (default tiny.en)"
-    )
-    serve.add_argument("--stt-threads", type=int, default=d.stt_threads)
-    serve.add_argument("--llama-parallel", type=int, default=d.llama_parallel, help="embedded LLM slots")
-    serve.add_argument("--llama-threads", type=int, default=d.llama_threads, help="embedded LLM threads")
-    serve.add_argument("--max-sessions", type=int, default=d.max_sessions)
-    serve.add_argument("--idle-timeout", type=float, default=d.idle_timeout)
-    serve.add_argument(
-        "--token",
-        action="append",
-        default=None,
-        help="require this bearer token (repeatable; env TRIO_VOICE_TOKENS)",
-    )
-    serve.add_argument(
-        "--allowed-origin", action="append", default=None, help="allowed WebSocket Origin (repeatable)"
-    )
-    serve.add_argument("--shutdown-grace", type=float, default=d.shutdown_grace)
-    serve.add_argument("--log-format", choices=("text", "json"), default=d.log_format)
-    serve.add_argument("--log-level", default=d.log_level)
+    defaults = Config()
+    for field in settings():
+        kind, repeated = _value_type(field.type)
+        default = getattr(defaults, field.name)
+        shown = "" if repeated or field.name == "system_prompt" else f" (default {default})"
+        serve.add_argument(
+            _flag(field),
+            dest=field.name,
+            type=kind,
+            action="append" if repeated else "store",
+            choices=field.metadata["choices"],
+            default=None,
+            metavar=None if field.metadata["choices"] else field.name.upper(),
+            help=f"{field.metadata['help']}{shown}; env {_env_name(field)}".replace("%", "%%"),
+        )
     serve.add_argument(
         "--fake-engines",
         action="store_true",
@@ -104,38 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    import os
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """The Config of ``serve``: each field from its option, else its environment variable, else its default.
 
-    tokens = tuple(args.token or ()) or tuple(
-        t for t in os.environ.get("TRIO_VOICE_TOKENS", "").split(",") if t
-    )
-    return Config(
-        host=args.host,
-        ws_port=args.port,
-        http_port=args.http_port,
-        data_dir=args.data_dir,
-        db_path=args.db,
-        llm_url=args.llm_url,
-        llm_api=args.llm_api,
-        llm_model=args.llm_model,
-        llm_api_key=args.llm_api_key or os.environ.get("OPENAI_API_KEY"),
-        system_prompt=args.system_prompt,
-        tts_workers=args.tts_workers,
-        tts_instances=args.tts_instances,
-        tts_model=args.tts_model,
-        stt_model=args.stt_model,
-        stt_threads=args.stt_threads,
-        llama_parallel=args.llama_parallel,
-        llama_threads=args.llama_threads,
-        max_sessions=args.max_sessions,
-        idle_timeout=args.idle_timeout,
-        tokens=tokens,
-        allowed_origins=tuple(args.allowed_origin or ()),
-        shutdown_grace=args.shutdown_grace,
-        log_format=args.log_format,
-        log_level=args.log_level,
-    )
+    Raises:
+        ConfigError: a value is out of its bounds, or an environment value does not parse.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in settings():
+        kind, repeated = _value_type(field.type)
+        value = getattr(args, field.name, None)
+        if value is None:
+            raw = environ.get(_env_name(field))
+            if raw is None and field.name == "llm_api_key":
+                raw = environ.get("OPENAI_API_KEY")
+            if raw is None:
+                continue
+            try:
+                value = [kind(part) for part in raw.split(",") if part] if repeated else kind(raw)
+            except ValueError:
+                raise ConfigError(f"{_env_name(field)}={raw!r} is not a valid {kind.__name__}") from None
+        values[field.name] = tuple(value) if repeated else value
+    return Config(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         from .prepare import prepare_models
 
         return prepare_models(Config())
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        message = str(exc)
+        for field in settings():  # name the option the user typed, not the field
+            if message.startswith(field.name + " "):
+                message = f"{_flag(field)} ({field.name}){message[len(field.name) :]}"
+        print(f"trio-voice serve: error: {message}", file=sys.stderr)
+        return 2
     setup_logging(config.log_level, config.log_format)
     from .runner import run_server
 

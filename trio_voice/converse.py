@@ -1,129 +1,143 @@
-"""One turn at a time: the session's converse task and a reply's lifecycle, storage and metrics.
+"""A session's turns, one at a time: the task that owns them, and one reply's lifecycle, storage and metrics.
 
-``converse_task`` runs the turns a session queues, in order; ``run_one_turn`` runs one reply inside its
-``TurnHandle.scope`` and, however it ends (completed, cancelled, failed, the client gone), sends its
-``response.done`` through the session's single writer and stores what was actually sent.
-The HTTP streaming fallbacks run their one turn through ``run_one_turn`` too.
+::
+
+    converse_task(control, ...)         the only task that starts, cancels or replaces turns
+    └── run_one_turn(handle, ...)       response.created → (the turn nursery, trio_voice.turn) → response.done
+
+``converse_task`` takes what :class:`~trio_voice.turn_control.TurnControl` says to do next: requests that
+were superseded before they started are opened and closed at once (``cancelled``, ``new_message``); the
+newest runs. ``run_one_turn`` runs one reply inside its ``TurnHandle.scope`` and, however it ends
+(completed, cancelled, failed, the client gone), sends its ``response.done`` through ``emit`` and stores
+what was actually sent. The HTTP streaming fallbacks call ``run_one_turn`` too, with their own emit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import attrs
 import trio
 
+from .codec.codes import CancelReason, ReplyStatus
+from .config import Config
 from .conversation import context_for, store_reply
-from .errors import EngineError
-from .events import ReplyDone
+from .engines import Engines
+from .errors import EngineError, StorageError
+from .events import ErrorEvent, ReplyCreated, ReplyDone
 from .ids import new_id
+from .session_state import SessionState
+from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
-
-if TYPE_CHECKING:
-    from .session import SessionContext
+from .turn_control import TurnControl, TurnHandle, TurnKind
 
 logger = logging.getLogger(__name__)
 
-# Turn records kept per session so a late ``response.truncate`` can still find its reply.
-KEPT_TURN_RECORDS = 16
+Emit = Callable[[Any], Awaitable[None]]
+# How long the store write after a reply may hold up the next one (it is shielded from cancellation).
+STORE_TIMEOUT = 5.0
 
 
-@attrs.frozen
-class PendingTurn:
-    kind: str  # "chat" or "speak"
-    text: str
-    request_id: str | None
-    started_at: float
-    speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # voice turns: VAD/STT times
+async def converse_task(
+    control: TurnControl,
+    *,
+    emit_for: Callable[[str | None], Emit],
+    engines: Engines,
+    config: Config,
+    telemetry: Telemetry,
+    state: SessionState,
+) -> None:
+    """Run the session's turns until cancelled. ``emit_for(request_id)`` is how a turn's events go out."""
+    while True:
+        superseded, turn = await control.wait_next()
+        for request in [*superseded, *([turn] if turn is not None else [])]:
+            handle = control.start(request, new_id("resp"))
+            if request is not turn:
+                handle.cancel(CancelReason.NEW_MESSAGE)
+            try:
+                await run_one_turn(
+                    handle,
+                    emit=emit_for(request.request_id),
+                    engines=engines,
+                    config=config,
+                    telemetry=telemetry,
+                    state=state,
+                )
+            finally:
+                control.finish(handle)
 
 
-@attrs.define
-class TurnHandle:
-    """The running turn: its cancel scope and why it was cancelled."""
-
-    response_id: str
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    reason: str | None = None
-    speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
-    finished: trio.Event = attrs.field(factory=trio.Event)
-
-    def cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
-
-
-async def converse_task(turn_rx: trio.MemoryReceiveChannel[PendingTurn], *, ctx: SessionContext) -> None:
-    """Run turns one at a time, in arrival order."""
-    async with turn_rx:
-        async for pending in turn_rx:
-            await run_one_turn(pending, ctx=ctx)
-
-
-async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
-    """One reply from request to ``response.done``, with its storage and metrics.
+async def run_one_turn(
+    handle: TurnHandle,
+    *,
+    emit: Emit,
+    engines: Engines,
+    config: Config,
+    telemetry: Telemetry,
+    state: SessionState,
+) -> None:
+    """One reply from ``response.created`` to ``response.done``, with its storage and metrics.
 
     Resource handling: the turn runs inside ``handle.scope``; whatever ends it (completion, a cancel, an
-    LLM failure, the session going away), its ``response.done`` is emitted and the assistant message is
-    stored as what was actually sent.
+    engine or storage failure, the session going away), its ``response.done`` is emitted (unless the
+    session itself is gone) and the reply is stored as what was actually sent.
+
+    Error handling: an ``EngineError`` or ``StorageError`` fails this reply only: an ``error`` event with
+    the ``response_id``, then ``response.done`` with ``status: failed`` and the error code as reason.
     """
-    state, config = ctx.state, ctx.config
-    handle = TurnHandle(response_id=new_id("resp"))
-    state.current_turn = handle
-    state.activity = "responding"
-    record = TurnRecord(started_at=pending.started_at)
-    record.marks.update(pending.speech_marks)
-    state.records[handle.response_id] = (state.conversation_id, record)
-    while len(state.records) > KEPT_TURN_RECORDS:
-        state.records.popitem(last=False)
-    status, reason = "cancelled", "client_disconnected"
-    emit = partial(_emit, ctx, pending.request_id)
+    request = handle.request
+    record = TurnRecord(started_at=request.started_at)
+    record.marks.update(request.speech_marks)
+    state.remember(handle.response_id, record)
     conversation_id = state.conversation_id
+    status: ReplyStatus = ReplyStatus.CANCELLED
+    reason: str | None = CancelReason.CLIENT_DISCONNECTED
     metrics: dict[str, Any] | None = None
+    user_stored = request.kind != TurnKind.CHAT
     try:
-        with handle.scope:
-            messages: list[dict[str, str]] = []
-            if pending.kind == "chat":
-                messages = await context_for(
-                    ctx.engines.store,
-                    conversation_id,
-                    pending.text,
-                    instructions=state.instructions,
-                    limit=config.history_messages,
+        await emit(ReplyCreated(handle.response_id))
+        try:
+            if not user_stored:
+                # The user's words are part of the conversation even if the reply never runs.
+                await engines.store.add_message(conversation_id, "user", request.text)
+                user_stored = True
+            with handle.scope:
+                messages: list[dict[str, str]] = []
+                if request.kind == TurnKind.CHAT:
+                    messages = await context_for(
+                        engines.store,
+                        conversation_id,
+                        instructions=state.instructions,
+                        limit=config.history_messages,
+                    )
+                turn_request = TurnRequest(
+                    response_id=handle.response_id,
+                    kind=request.kind,
+                    text=request.text,
+                    messages=messages,
+                    started_at=request.started_at,
+                    output_audio=state.output_audio,
                 )
-            request = TurnRequest(
-                response_id=handle.response_id,
-                kind=pending.kind,
-                text=pending.text,
-                messages=messages,
-                started_at=pending.started_at,
-                output_audio=state.output_audio,
-            )
-            try:
                 await run_turn(
-                    request, emit, llm=ctx.engines.llm, tts=ctx.engines.tts, config=config, record=record
+                    turn_request, emit, llm=engines.llm, tts=engines.tts, config=config, record=record
                 )
-            except EngineError as exc:
-                status, reason = "failed", exc.code
-                logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
-                await ctx.error(exc, pending.request_id)
-            else:
-                status, reason = "completed", None
+                status, reason = ReplyStatus.COMPLETED, None
+        except (EngineError, StorageError) as exc:
+            status, reason = ReplyStatus.FAILED, exc.code
+            logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
+            telemetry.error(exc.code)
+            await emit(ErrorEvent(exc.code, exc.message, handle.response_id))
         if handle.scope.cancelled_caught:
-            status, reason = "cancelled", handle.reason
+            assert handle.reason is not None
+            status, reason = ReplyStatus.CANCELLED, handle.reason
         metrics = turn_metrics(record, handle)
         await emit(ReplyDone(handle.response_id, status, reason, record.text, metrics))
     finally:
-        handle.finished.set()
-        state.current_turn = None
-        state.activity = "idle"
         state.turn_counts[status] += 1
         if metrics is None:
             metrics = turn_metrics(record, handle)
-        ctx.telemetry.turn_done(status, reason, metrics)
+        telemetry.turn_done(status, reason, metrics)
         logger.info(
             "session %s: reply %s %s%s: %s",
             state.session_id,
@@ -132,16 +146,17 @@ async def run_one_turn(pending: PendingTurn, *, ctx: SessionContext) -> None:
             f" ({reason})" if reason else "",
             " ".join(f"{k}={v}" for k, v in metrics.items() if v is not None),
         )
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await store_reply(
-                ctx.engines.store,
-                conversation_id,
-                handle.response_id,
-                record,
-                status=status,
-                reason=reason,
-                metrics=metrics,
-            )
+        if user_stored:
+            with trio.CancelScope(shield=True), trio.move_on_after(STORE_TIMEOUT):
+                await store_reply(
+                    engines.store,
+                    conversation_id,
+                    handle.response_id,
+                    record,
+                    status=status,
+                    reason=reason,
+                    metrics=metrics,
+                )
 
 
 def turn_metrics(record: TurnRecord, handle: TurnHandle) -> dict[str, Any]:
@@ -168,7 +183,3 @@ def voice_metrics(record: TurnRecord) -> dict[str, float]:
         "voice_to_voice_ms": ms("speech_end", "first_audio"),
     }
     return {k: v for k, v in out.items() if v is not None}
-
-
-async def _emit(ctx: SessionContext, request_id: str | None, event: Any) -> None:
-    await ctx.send(event, request_id)

@@ -11,7 +11,8 @@
     │   ├── SynthesisError            Piper failed on a phrase
     │   └── RecognitionError          whisper.cpp failed on a clip
     ├── ModelPreparationError         a default model could not be found or converted
-    └── StorageError                  the conversation store failed
+    ├── StorageError                  the conversation store failed
+    └── ConfigError                   a configuration value is out of its bounds (at start-up)
 
 Every error that reaches a client carries a stable ``code`` (snake_case, documented in
 ``protocol/errors.md``) and a human ``message``. Foreign exceptions (httpx, trio-websocket, the model
@@ -106,3 +107,9 @@ class StorageError(TrioVoiceError):
     """The conversation store failed."""
 
     code = "storage_error"
+
+
+class ConfigError(TrioVoiceError, ValueError):
+    """A configuration value is out of its bounds, or two values contradict each other."""
+
+    code = "config_error"

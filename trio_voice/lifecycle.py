@@ -18,7 +18,7 @@ import attrs
 import trio
 
 if TYPE_CHECKING:
-    from .session import SessionState
+    from .session_state import SessionState
 
 
 class SessionRegistry(Mapping[str, "SessionState"]):

@@ -3,13 +3,18 @@
 ::
 
     listen_task(audio_rx, ctx)        a nursery of its own inside the session
-    ├── (loop)          resample → 32 ms chunks → VAD → Segmenter → speech events, barge-in
-    ├── partial_task    the latest partial job only: stale ones are dropped, never piled up
-    └── final tasks     one per finished utterance: transcript.final, then the reply
+    ├── (loop)              resample → 32 ms chunks → VAD → Segmenter → speech events, barge-in
+    ├── partial_task        the latest partial job only: stale ones are dropped, never piled up
+    └── transcription_task  finals and one-shot clips, one at a time, in order, from a bounded queue
 
-Barge-in is one call: speech that starts while a reply runs cancels that reply's turn scope.
-The audio clock is the input stream itself (milliseconds of audio received); it is mapped to the
-server's clock by assuming the client streams in real time, which is what live microphones do.
+Turn-taking goes through the session's :class:`~trio_voice.turn_control.TurnControl`: speech start is
+a barge-in (and holds any request until the user is done), the end of an utterance announces a final
+transcript, and the final asks for the reply. The listener never starts or cancels a turn itself.
+
+Bounds: at most ``Config.max_queued_transcriptions`` finals and clips wait for the recognizer; a clip that
+finds the queue full is refused (``audio_rate_exceeded``), a final waits for room (finals are rare: one per
+utterance). The audio clock is the input stream itself (milliseconds of audio received); it is mapped to
+the server's clock by assuming the client streams in real time, which is what live microphones do.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ import numpy as np
 import trio
 
 from .audio import Resampler, pcm16_to_float, resample
-from .errors import RecognitionError
+from .codec import codes
+from .errors import RecognitionError, RemoteProtocolError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
+from .listen_buffers import AudioWindow, Mailbox, PartialJob
+from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
 from .segmenter import (
     CHUNK_MS,
     CHUNK_SAMPLES,
@@ -33,7 +41,9 @@ from .segmenter import (
     SpeechEnd,
     SpeechStart,
 )
+from .session_context import SessionContext
 from .stt import is_hallucination
+from .turn_control import PendingTurn, TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -47,101 +57,37 @@ TAIL_MS = 100
 
 
 @attrs.frozen
-class AudioIn:
-    pcm: bytes  # PCM16LE mono at the session's input rate
-    received_at: float
+class FinalJob:
+    """A finished utterance to transcribe; its transcript asks for a reply."""
+
+    audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
+    marks: dict[str, float]
+    request_id: str | None
+    clear_speech: bool = False
 
 
 @attrs.frozen
-class Commit:
+class ClipJob:
+    """A one-shot ``transcribe`` clip (16 kHz): answered with ``transcript.final``, no reply."""
+
+    audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
     request_id: str | None
 
 
-@attrs.frozen
-class Clear:
-    request_id: str | None
-
-
-@attrs.frozen
-class TranscribeClip:
-    audio: bytes
-    sample_rate: int
-    request_id: str | None
-
-
-ListenItem = AudioIn | Commit | Clear | TranscribeClip
-
-
-class AudioWindow:
-    """The recent 16 kHz input, addressed by stream position in milliseconds; bounded by ``trim``.
-
-    Frames are kept as a list and joined only when a clip is read (a partial every half second, a
-    final per turn): appending is O(1) however long the utterance grows.
-    """
-
-    def __init__(self) -> None:
-        self._start = 0  # absolute sample index of the first kept sample
-        self._chunks: list[np.ndarray] = []
-        self._size = 0  # samples kept
-
-    @property
-    def end_ms(self) -> float:
-        return (self._start + self._size) * 1000.0 / SAMPLE_RATE
-
-    def append(self, samples: np.ndarray) -> None:
-        if samples.size:
-            self._chunks.append(samples)
-            self._size += samples.size
-
-    def between(self, start_ms: float, end_ms: float) -> np.ndarray:
-        lo = max(0, int(start_ms * SAMPLE_RATE / 1000) - self._start)
-        hi = max(lo, int(end_ms * SAMPLE_RATE / 1000) - self._start)
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        data = self._chunks[0] if self._chunks else np.zeros(0, dtype=np.float32)
-        return data[lo:hi].copy()
-
-    def trim(self, keep_from_ms: float) -> None:
-        """Forget audio before ``keep_from_ms`` (whole frames only: a few ms more may stay)."""
-        cut = int(keep_from_ms * SAMPLE_RATE / 1000) - self._start
-        while self._chunks and cut >= self._chunks[0].size:
-            dropped = self._chunks.pop(0).size
-            self._start += dropped
-            self._size -= dropped
-            cut -= dropped
-
-
-@attrs.define
-class PartialJob:
-    utterance: int
-    audio: np.ndarray
-
-
-@attrs.define
-class Mailbox:
-    """Holds only the newest partial job; posting replaces what has not started yet."""
-
-    job: PartialJob | None = None
-    posted: trio.Event = attrs.field(factory=trio.Event)
-
-    def post(self, job: PartialJob) -> None:
-        self.job = job
-        self.posted.set()
-
-    async def take(self) -> PartialJob:
-        while self.job is None:
-            await self.posted.wait()
-            self.posted = trio.Event()
-        job, self.job = self.job, None
-        return job
+TranscriptionJob = FinalJob | ClipJob
 
 
 class Listener:
-    """One session's listening state: where speech is, what is buffered, which utterance is current."""
+    """One session's listening state: where speech is, what is buffered, which utterance is current.
 
-    def __init__(self, ctx, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    Owned by ``listen_task``'s loop; it hands work to the partial and transcription tasks through the
+    mailbox and ``jobs_tx``, and keeps no nursery.
+    """
+
+    def __init__(self, ctx: SessionContext, jobs_tx: trio.MemorySendChannel[TranscriptionJob]) -> None:
+        assert ctx.engines.vad_factory is not None
         self.ctx = ctx
-        self.nursery = nursery
+        self.jobs_tx = jobs_tx
         self.vad = ctx.engines.vad_factory()
         self.window = AudioWindow()
         self.segmenter = Segmenter(self._settings())
@@ -158,13 +104,12 @@ class Listener:
     # --- settings ---------------------------------------------------------------------------------
     def _settings(self) -> SegmenterSettings:
         td = self.ctx.state.turn_detection
-        return SegmenterSettings(
-            threshold=td["threshold"], silence_ms=td["silence_ms"], prefix_ms=td["prefix_ms"]
-        )
+        assert td.threshold is not None and td.silence_ms is not None and td.prefix_ms is not None
+        return SegmenterSettings(threshold=td.threshold, silence_ms=td.silence_ms, prefix_ms=td.prefix_ms)
 
     @property
     def automatic(self) -> bool:
-        return self.ctx.state.turn_detection.get("type") == "server_vad"
+        return self.ctx.state.turn_detection.type == "server_vad"
 
     def server_time(self, stream_ms: float) -> float:
         """The server time at which stream position ``stream_ms`` was (or will be) live."""
@@ -180,6 +125,8 @@ class Listener:
         self.window.append(samples)
         self.clock = (self.window.end_ms, item.received_at)
         if not self.automatic:
+            if self.segmenter.in_speech:  # switched to manual turns mid-utterance
+                self.on_clear()
             if self.window.end_ms - self.manual_start_ms > MAX_UTTERANCE_S * 1000:
                 await self.on_commit(Commit(None))
             return
@@ -213,11 +160,7 @@ class Listener:
         self.speech_start_ms = start.start_ms
         self.speech_probabilities = []
         self.voiced_since_partial_ms = self.segmenter.position_ms - start.detected_ms
-        turn = self.ctx.state.current_turn
-        if turn is not None:
-            turn.speech_started_at = self.server_time(start.detected_ms)
-            turn.cancel("turn_detected")
-        self.ctx.state.activity = "listening"
+        self.ctx.state.turns.speech_started(self.server_time(start.detected_ms))
         await self.ctx.send(SpeechStarted(int(start.detected_ms)))
 
     async def maybe_partial(self, *, voiced: bool) -> None:
@@ -247,11 +190,12 @@ class Listener:
         clear = sum(probabilities) / len(probabilities) >= CLEAR_SPEECH
         self.utterance += 1
         self.speech_start_ms = None
-        if self.ctx.state.current_turn is None:
-            self.ctx.state.activity = "idle"
+        # Announce the final before the speech ends, so no request slips in between and starts over it.
+        self.ctx.state.turns.transcription_started()
+        self.ctx.state.turns.speech_stopped()
         await self.ctx.send(SpeechStopped(int(end.end_ms)))
         marks = {"speech_end": self.server_time(end.end_ms), "vad_decided": self.server_time(end.decided_ms)}
-        self.nursery.start_soon(partial(self.finalize, audio, marks, None, clear_speech=clear))
+        await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear))
 
     async def on_commit(self, commit: Commit) -> None:
         """End the user's turn by hand: whatever speech is buffered becomes the final transcript."""
@@ -259,7 +203,7 @@ class Listener:
             end = self.segmenter.end_now()
             if end is None:
                 await self.ctx.send(
-                    ErrorEvent("input_audio_empty", "no speech is buffered to commit"), commit.request_id
+                    ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no speech is buffered to commit"), commit.request_id
                 )
                 return
             end = attrs.evolve(end, end_ms=self.window.end_ms)
@@ -270,21 +214,34 @@ class Listener:
         self.window.trim(self.manual_start_ms)
         if audio.size == 0:
             await self.ctx.send(
-                ErrorEvent("input_audio_empty", "no audio is buffered to commit"), commit.request_id
+                ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no audio is buffered to commit"), commit.request_id
             )
             return
         now = self.server_time(self.window.end_ms)
-        self.nursery.start_soon(
-            partial(self.finalize, audio, {"speech_end": now, "vad_decided": now}, commit.request_id)
-        )
+        self.ctx.state.turns.transcription_started()
+        await self.jobs_tx.send(FinalJob(audio, {"speech_end": now, "vad_decided": now}, commit.request_id))
 
     def on_clear(self) -> None:
+        if self.segmenter.in_speech:
+            self.ctx.state.turns.speech_stopped()  # no final: the utterance is dropped
         self.segmenter.reset()
         self.utterance += 1
         self.speech_start_ms = None
         self.manual_start_ms = self.window.end_ms
         self.window.trim(self.window.end_ms)
         self.vad.reset()
+
+    async def on_clip(self, clip: TranscribeClip) -> None:
+        """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
+        audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
+        try:
+            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id))
+        except trio.WouldBlock:
+            limit = self.ctx.config.max_queued_transcriptions
+            exc = RemoteProtocolError(
+                f"{limit} transcriptions are queued already; clip dropped", code=codes.AUDIO_RATE_EXCEEDED
+            )
+            await self.ctx.error(exc, clip.request_id)
 
     # --- transcription ----------------------------------------------------------------------------
     async def partial_task(self) -> None:
@@ -294,68 +251,89 @@ class Listener:
             if job.utterance != self.utterance:
                 continue
             try:
-                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)
+                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)  # type: ignore[union-attr]
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue
             if job.utterance == self.utterance and text and not is_hallucination(text):
                 await self.ctx.send(TranscriptPartial(text))
 
-    async def finalize(
-        self,
-        audio: np.ndarray,
-        marks: dict[str, float],
-        request_id: str | None,
-        *,
-        clear_speech: bool = False,
-    ) -> None:
-        """The final transcript of one utterance, then its reply (unless it was noise)."""
+
+async def transcription_task(
+    jobs_rx: trio.MemoryReceiveChannel[TranscriptionJob], *, ctx: SessionContext
+) -> None:
+    """Transcribe finals and clips one at a time, in the order they were queued."""
+    async with jobs_rx:
+        async for job in jobs_rx:
+            if isinstance(job, FinalJob):
+                await _final(job, ctx=ctx)
+            else:
+                await _clip(job, ctx=ctx)
+
+
+async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
+    """The final transcript of one utterance, then its request for a reply (unless it was noise)."""
+    turn: PendingTurn | None = None
+    try:
         try:
-            text = await self.ctx.engines.stt.transcribe(audio)
+            text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
         except RecognitionError as exc:
-            await self.ctx.error(exc, request_id)
+            await ctx.error(exc, job.request_id)
             return
-        marks["transcript_final"] = trio.current_time()
-        if not text or is_hallucination(text, clear_speech=clear_speech):
+        job.marks["transcript_final"] = trio.current_time()
+        if not text or is_hallucination(text, clear_speech=job.clear_speech):
             logger.info(
                 "session %s: no words in %.1f s of audio (%r)",
-                self.ctx.state.session_id,
-                audio.size / SAMPLE_RATE,
+                ctx.state.session_id,
+                job.audio.size / SAMPLE_RATE,
                 text,
             )
-            await self.ctx.send(TranscriptFinal(""), request_id)
+            await ctx.send(TranscriptFinal(""), job.request_id)
             return
-        await self.ctx.send(TranscriptFinal(text), request_id)
-        await self.ctx.start_turn("chat", text, request_id, started_at=marks["speech_end"], marks=marks)
+        await ctx.send(TranscriptFinal(text), job.request_id)
+        turn = PendingTurn(
+            TurnKind.CHAT,
+            text,
+            job.request_id,
+            job.marks["speech_end"],
+            speech_marks=job.marks,
+            spoken=True,
+        )
+    finally:
+        if turn is None:
+            ctx.state.turns.transcription_done(None)  # no reply is coming: stop holding requests for it
+    await ctx.spoken_turn_done(turn)
 
-    async def transcribe_clip(self, clip: TranscribeClip) -> None:
-        """One-shot ``transcribe``: a transcript.final for the clip, and no reply."""
-        audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
-        try:
-            text = await self.ctx.engines.stt.transcribe(audio)
-        except RecognitionError as exc:
-            await self.ctx.error(exc, clip.request_id)
-            return
-        await self.ctx.send(TranscriptFinal("" if is_hallucination(text) else text), clip.request_id)
+
+async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
+    try:
+        text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
+    except RecognitionError as exc:
+        await ctx.error(exc, job.request_id)
+        return
+    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text), job.request_id)
 
 
 def _probabilities(vad, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
     return [vad.probability(chunk) for chunk in chunks]
 
 
-async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx) -> None:  # type: ignore[no-untyped-def]
+async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: SessionContext) -> None:
     """Listen to one session's audio until the channel closes."""
     async with audio_rx, trio.open_nursery() as nursery:
-        listener = Listener(ctx, nursery)
+        jobs_tx, jobs_rx = trio.open_memory_channel[TranscriptionJob](ctx.config.max_queued_transcriptions)
+        listener = Listener(ctx, jobs_tx)
         nursery.start_soon(listener.partial_task)
-        async for item in audio_rx:
-            match item:
-                case AudioIn():
-                    await listener.on_audio(item)
-                case Commit():
-                    await listener.on_commit(item)
-                case Clear():
-                    listener.on_clear()
-                case TranscribeClip():
-                    nursery.start_soon(listener.transcribe_clip, item)
+        nursery.start_soon(partial(transcription_task, jobs_rx, ctx=ctx))
+        async with jobs_tx:
+            async for item in audio_rx:
+                match item:
+                    case AudioIn():
+                        await listener.on_audio(item)
+                    case Commit():
+                        await listener.on_commit(item)
+                    case Clear():
+                        listener.on_clear()
+                    case TranscribeClip():
+                        await listener.on_clip(item)
         nursery.cancel_scope.cancel()

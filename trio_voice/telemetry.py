@@ -14,6 +14,8 @@ from typing import Any
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .codec.codes import ReplyStatus
+
 # Latency buckets in seconds, dense where a conversation lives (0.2-2 s).
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 # How many recent turns /v1/stats looks at, and how far back.
@@ -109,8 +111,8 @@ class Telemetry:
         """Recent error rate and first-audio latency, and the health level they make."""
         horizon = time.monotonic() - RECENT_WINDOW_S
         recent = [t for t in self._recent if t[0] >= horizon]
-        failed = sum(1 for _, status, _ in recent if status == "failed")
-        audio = sorted(ms for _, status, ms in recent if ms is not None and status == "completed")
+        failed = sum(1 for _, status, _ in recent if status == ReplyStatus.FAILED)
+        audio = sorted(ms for _, status, ms in recent if ms is not None and status == ReplyStatus.COMPLETED)
         error_rate = failed / len(recent) if recent else None
         p50 = audio[len(audio) // 2] if audio else None
         p95 = audio[min(len(audio) - 1, int(len(audio) * 0.95))] if audio else None

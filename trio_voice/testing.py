@@ -8,12 +8,14 @@ They are never what a user gets: ``trio-voice serve`` always runs the real model
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
 import trio
 
-from .errors import LLMError, SynthesisError
+from .errors import LLMError, StorageError, SynthesisError
+from .storage import StoredMessage
 
 
 @attrs.frozen
@@ -189,3 +191,89 @@ def utterance(
     At the default amplitude FakeVAD is certain it is speech; near 0.02 it is unsure (noise-like)."""
     silence = lambda s: bytes(2 * int(s * rate))  # noqa: E731
     return silence(lead_silence_s) + tone(speech_s, rate, amplitude=amplitude) + silence(tail_silence_s)
+
+
+@attrs.define
+class FakeStore:
+    """An in-memory conversation store with ``ConversationStore``'s methods, for stage tests.
+
+    ``delay`` seconds of ``trio.sleep`` per call (a slow disk); ``gate``, when set, holds every call until
+    the event is set (a stuck disk, released by the test); ``failing`` makes every call raise
+    ``StorageError`` like a store whose disk or server is gone (set it back to recover).
+    """
+
+    delay: float = 0.0
+    failing: bool = False
+    gate: trio.Event | None = None
+    conversations: dict[str, list[StoredMessage]] = attrs.field(factory=dict)
+    turns: list[dict[str, Any]] = attrs.field(factory=list)
+
+    async def _call(self) -> None:
+        await trio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failing:
+            raise StorageError("the store is failing (fake)")
+
+    async def create_conversation(self) -> str:
+        await self._call()
+        conversation_id = f"conv_{len(self.conversations) + 1}"
+        self.conversations[conversation_id] = []
+        return conversation_id
+
+    async def conversation_exists(self, conversation_id: str) -> bool:
+        await self._call()
+        return conversation_id in self.conversations
+
+    async def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        text: str,
+        *,
+        interrupted: bool = False,
+        response_id: str | None = None,
+    ) -> None:
+        await self._call()
+        message = StoredMessage(role, text, interrupted, response_id, float(len(self.turns)))
+        self.conversations.setdefault(conversation_id, []).append(message)
+
+    async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
+        await self._call()
+        return self.conversations.get(conversation_id, [])[-limit:] if limit > 0 else []
+
+    async def message_count(self, conversation_id: str) -> int:
+        await self._call()
+        return len(self.conversations.get(conversation_id, []))
+
+    async def update_message_text(self, response_id: str, text: str, *, interrupted: bool) -> bool:
+        await self._call()
+        for messages in self.conversations.values():
+            for i, message in enumerate(messages):
+                if message.response_id == response_id:
+                    messages[i] = attrs.evolve(message, text=text, interrupted=interrupted)
+                    return True
+        return False
+
+    async def record_turn(
+        self,
+        conversation_id: str,
+        response_id: str,
+        *,
+        status: str,
+        reason: str | None,
+        metrics: Mapping[str, float | int | None],
+    ) -> None:
+        await self._call()
+        self.turns.append(
+            {
+                "conversation_id": conversation_id,
+                "response_id": response_id,
+                "status": status,
+                "reason": reason,
+            }
+        )
+
+    async def recent_turns(self, limit: int) -> list[dict[str, Any]]:
+        await self._call()
+        return self.turns[-limit:]

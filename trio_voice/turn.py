@@ -31,9 +31,10 @@ from .codec import codes
 from .config import Config
 from .engines import LLM, TTS
 from .errors import EngineError, LLMError, SynthesisError
-from .events import AudioReady, PhraseReady, ReplyCreated, TextDelta, WarningEvent
+from .events import AudioReady, PhraseReady, TextDelta, WarningEvent
 from .phrases import phrase_task
 from .repetition import RepetitionGuard
+from .turn_control import TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ MAX_AUDIO_EVENT_SECONDS = 0.5
 
 @attrs.frozen(kw_only=True)
 class TurnRequest:
-    """What a turn is asked to do. ``kind`` is ``"chat"`` (ask the LLM) or ``"speak"`` (say ``text``)."""
+    """What a turn is asked to do: ask the LLM (``TurnKind.CHAT``) or say ``text`` (``TurnKind.SPEAK``)."""
 
     response_id: str
-    kind: str
+    kind: TurnKind
     text: str
     messages: Sequence[Mapping[str, str]] = ()
     started_at: float  # trio.current_time() when the request arrived
@@ -116,13 +117,13 @@ class TurnRecord:
 async def run_turn(
     request: TurnRequest, emit: Emit, *, llm: LLM, tts: TTS, config: Config, record: TurnRecord
 ) -> None:
-    """Run one reply to its end, emitting reply events (all but ``ReplyDone``, which is the caller's).
+    """Run one reply to its end, emitting its events between ``response.created`` and ``response.done``
+    (both of which are the caller's).
 
     Cancellation: cancel the caller's scope; every task and channel of the turn is gone when this returns.
     Error handling: an ``LLMError`` propagates (the caller turns it into a failed reply); a phrase that
     fails to synthesize becomes a ``WarningEvent`` and the reply goes on as text.
     """
-    await emit(ReplyCreated(request.response_id))
     with _unwrap_engine_error():
         await _run_stages(request, emit, llm=llm, tts=tts, config=config, record=record)
 
@@ -149,7 +150,7 @@ async def _run_stages(
     async with trio.open_nursery() as nursery:
         token_tx, token_rx = trio.open_memory_channel[str](0)
         phrase_tx, phrase_rx = trio.open_memory_channel[str](0)
-        if request.kind == "chat":
+        if request.kind == TurnKind.CHAT:
             nursery.start_soon(partial(llm_task, llm, request, token_tx, emit, config=config, record=record))
         else:
             nursery.start_soon(feed_task, request, token_tx, emit, record)
@@ -171,7 +172,8 @@ async def llm_task(
     """Stream the LLM's reply: each delta becomes a text event and a token for the phrase stage.
 
     The first-token and stall timeouts live here, as a deadline on one cancel scope that every delta
-    pushes forward; when it fires the reply fails with ``llm_timeout``. A reply that starts looping
+    pushes forward; when it fires the reply fails with ``llm_timeout``. The deadline measures only the
+    LLM: it is off while a delta waits for the writer or the phrase stage (a slow TTS is waited for). A reply that starts looping
     (:class:`~trio_voice.repetition.RepetitionGuard`) is cut at the word that closed the loop: what came
     before is spoken, a ``reply_repeating`` warning says why it stopped, and the reply completes.
     """
@@ -182,14 +184,17 @@ async def llm_task(
 
                 async def on_delta(delta: str) -> None:
                     record.mark("llm_first_token")
-                    scope.deadline = trio.current_time() + config.llm_stall_timeout
                     record.tokens += 1
                     if guard.feed(delta):
                         stop.cancel()  # lands in stream_chat, which closes the HTTP stream
                         return
+                    # Waiting for the writer and the phrase stage is this pipeline's own backpressure
+                    # (a slow TTS, a slow client), not the LLM stalling: no deadline runs meanwhile.
+                    scope.deadline = math.inf
                     await emit(TextDelta(request.response_id, delta))
                     record.text += delta
                     await token_tx.send(delta)
+                    scope.deadline = trio.current_time() + config.llm_stall_timeout
 
                 result = await llm.stream_chat(request.messages, on_delta)
             scope.deadline = math.inf

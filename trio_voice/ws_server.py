@@ -56,11 +56,13 @@ async def serve_voice(
             return
         ws = await request.accept()
         if len(sessions) >= config.max_sessions:
-            telemetry.error("server_full")
-            event = ErrorEvent("server_full", f"the server is at its limit of {config.max_sessions} sessions")
+            telemetry.error(codec.codes.SERVER_FULL)
+            event = ErrorEvent(
+                codec.codes.SERVER_FULL, f"the server is at its limit of {config.max_sessions} sessions"
+            )
             try:
-                await ws.send_message(codec.encode_event(event, seq=1))
-                await ws.aclose(1013, "server full, try again later")
+                await ws.send_message(codec.ServerConnection().send(event))
+                await ws.aclose(codec.codes.CLOSE_TRY_AGAIN_LATER, "server full, try again later")
             except ConnectionClosed:
                 pass
             return

@@ -25,8 +25,11 @@ from .client import check_frame_size as check_frame_size
 from .client import decode_binary as decode_binary
 from .client import decode_text as decode_text
 from .client import encode_client as encode_client
+from .connection import ClientConnection as ClientConnection
+from .connection import ServerConnection as ServerConnection
 from .server import SERVER_EVENT_TYPES as SERVER_EVENT_TYPES
 from .server import ServerMessage as ServerMessage
+from .server import SessionLimits as SessionLimits
 from .server import decode_server as decode_server
 from .server import decode_server_event as decode_server_event
 from .server import encode_event as encode_event

@@ -56,32 +56,37 @@ def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldRe
 class TurnDetection:
     """How the server finds the end of a user's spoken turn (part of ``session.update``)."""
 
-    type: str = "server_vad"  # "server_vad": Silero VAD ends turns; "none": only input_audio.commit does
+    # "server_vad": Silero VAD ends turns; "none": only input_audio.commit does; None in an update: unchanged
+    type: str | None = "server_vad"
     threshold: float | None = None  # speech probability 0..1 above which a chunk counts as speech
     silence_ms: int | None = None  # silence that ends a turn
     prefix_ms: int | None = None  # audio kept from before the detected speech start
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, reader: FieldReader) -> TurnDetection:
-        """Parse the ``turn_detection`` object; errors name it through the parent's ``reader``."""
+        """Parse the ``turn_detection`` object of an update; errors name it through the parent's ``reader``.
+
+        Every field is optional: what is left out keeps its current value (``None`` here).
+        """
         sub = FieldReader(obj, where=f"{reader.where}: turn_detection", request_id=reader.request_id)
         for name in obj:
             if name not in ("type", "threshold", "silence_ms", "prefix_ms"):
                 raise sub.fail(name, "is not defined for this object")
-        type_ = sub.read_str("type", required=True, choices=TURN_DETECTION_TYPES)
-        assert type_ is not None
         return cls(
-            type=type_,
+            type=sub.read_str("type", choices=TURN_DETECTION_TYPES),
             threshold=sub.read_number("threshold", minimum=0.0, maximum=1.0),
             silence_ms=sub.read_int("silence_ms", minimum=0, maximum=MAX_SILENCE_MS),
             prefix_ms=sub.read_int("prefix_ms", minimum=0, maximum=MAX_PREFIX_MS),
         )
 
     def to_json(self) -> dict[str, Any]:
-        # The detection type travels in the same "type" key a message's wire type does.
-        return _dump(
-            self.type, None, threshold=self.threshold, silence_ms=self.silence_ms, prefix_ms=self.prefix_ms
-        )
+        fields = {"type": self.type, "threshold": self.threshold, "silence_ms": self.silence_ms}
+        fields["prefix_ms"] = self.prefix_ms
+        return {name: value for name, value in fields.items() if value is not None}
+
+    def updated(self, update: TurnDetection) -> TurnDetection:
+        """These settings with the fields ``update`` sets replaced (``session.update`` semantics)."""
+        return attrs.evolve(self, **{k: v for k, v in attrs.asdict(update).items() if v is not None})
 
 
 @attrs.frozen

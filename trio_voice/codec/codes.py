@@ -8,6 +8,7 @@ use the constant's value, never a fresh string literal.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
@@ -19,6 +20,20 @@ INVALID_FIELD: Final = "invalid_field"
 TEXT_TOO_LONG: Final = "text_too_long"
 INVALID_AUDIO: Final = "invalid_audio"
 FRAME_TOO_LARGE: Final = "frame_too_large"
+# --- error codes the session sends --------------------------------------------------------------------
+RATE_LIMITED: Final = "rate_limited"
+AUDIO_RATE_EXCEEDED: Final = "audio_rate_exceeded"
+RESPONSE_NOT_FOUND: Final = "response_not_found"
+NO_ACTIVE_RESPONSE: Final = "no_active_response"
+INPUT_AUDIO_EMPTY: Final = "input_audio_empty"
+CONVERSATION_NOT_FOUND: Final = "conversation_not_found"
+UNSUPPORTED: Final = "unsupported"
+SHUTTING_DOWN: Final = "shutting_down"
+SERVER_FULL: Final = "server_full"
+IDLE_TIMEOUT: Final = "idle_timeout"
+STORAGE_ERROR: Final = "storage_error"
+INTERNAL_ERROR: Final = "internal_error"
+PROTOCOL_ERROR: Final = "protocol_error"
 
 #: code → one-line meaning, for every ``error`` code in protocol v1.
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -31,17 +46,17 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         TEXT_TOO_LONG: "a text field is longer than `max_text_chars`",
         INVALID_AUDIO: "audio is not valid base64, has an odd byte length, is empty, or has an unsupported rate",
         FRAME_TOO_LARGE: "a frame is larger than `max_frame_bytes`; it was dropped",
-        "rate_limited": "more than `max_messages_per_second` messages; the excess was dropped",
-        "audio_rate_exceeded": "audio arrives faster than `max_audio_realtime_factor` times real time; the excess was dropped",
-        "response_not_found": "`response.truncate` names no recent reply of this session",
-        "no_active_response": "`response.cancel` found no running reply (or not the named one); it may have just finished",
-        "input_audio_empty": "`input_audio.commit` with no buffered audio",
-        "conversation_not_found": "`session.update` named a conversation the server does not have",
-        "unsupported": "the message needs a capability this server was started without (voice input)",
-        "shutting_down": "the server is shutting down and starts no new replies",
+        RATE_LIMITED: "more than `max_messages_per_second` messages; the excess was dropped",
+        AUDIO_RATE_EXCEEDED: "audio arrives faster than `max_audio_realtime_factor` times real time; the excess was dropped",
+        RESPONSE_NOT_FOUND: "`response.truncate` names no recent reply of this session",
+        NO_ACTIVE_RESPONSE: "`response.cancel` found no running reply (or not the named one); it may have just finished",
+        INPUT_AUDIO_EMPTY: "`input_audio.commit` with no buffered audio",
+        CONVERSATION_NOT_FOUND: "`session.update` named a conversation the server does not have",
+        UNSUPPORTED: "the message needs a capability this server was started without (voice input)",
+        SHUTTING_DOWN: "the server is shutting down and starts no new replies",
         # sent just before the server closes the connection
-        "server_full": "`max_sessions` sessions are open already (close 1013)",
-        "idle_timeout": "no frame from the client for `idle_timeout` seconds (close 1000)",
+        SERVER_FULL: "`max_sessions` sessions are open already (close 1013)",
+        IDLE_TIMEOUT: "no frame from the client for `idle_timeout` seconds (close 1000)",
         # a reply or transcription failed; the session goes on
         "llm_failed": "the LLM failed for a reason without a more specific code",
         "llm_unreachable": "the LLM server could not be reached",
@@ -51,12 +66,12 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "llm_bad_response": "the LLM server sent something that is not a chat stream",
         "stt_failed": "speech-to-text failed on a clip",
         "tts_failed": "text-to-speech failed outside a reply (inside one it is a per-phrase warning)",
-        "storage_error": "the conversation store failed",
+        STORAGE_ERROR: "the conversation store failed",
         "model_unavailable": "a model the request needs is not available",
         "engine_error": "a model or model server failed for a reason without a more specific code",
-        "protocol_error": "a protocol rule was broken that has no more specific code",
+        PROTOCOL_ERROR: "a protocol rule was broken that has no more specific code",
         # our fault
-        "internal_error": "a bug in the server; the session is closed (close 1011)",
+        INTERNAL_ERROR: "a bug in the server; the session is closed (close 1011)",
     }
 )
 
@@ -97,25 +112,37 @@ CLOSE_CODES: Final[Mapping[int, str]] = MappingProxyType(
 )
 
 # --- replies ---------------------------------------------------------------------------------------
-STATUS_COMPLETED: Final = "completed"
-STATUS_CANCELLED: Final = "cancelled"
-STATUS_FAILED: Final = "failed"
-REPLY_STATUSES: Final = frozenset({STATUS_COMPLETED, STATUS_CANCELLED, STATUS_FAILED})
 
-CANCEL_CLIENT_CANCELLED: Final = "client_cancelled"  # response.cancel
-CANCEL_NEW_MESSAGE: Final = "new_message"  # message.create or speak while a reply ran
-CANCEL_TURN_DETECTED: Final = "turn_detected"  # barge-in: the user started speaking
-CANCEL_CLIENT_DISCONNECTED: Final = "client_disconnected"
-CANCEL_SHUTDOWN: Final = "shutdown"
-CANCEL_REASONS: Final = frozenset(
-    {
-        CANCEL_CLIENT_CANCELLED,
-        CANCEL_NEW_MESSAGE,
-        CANCEL_TURN_DETECTED,
-        CANCEL_CLIENT_DISCONNECTED,
-        CANCEL_SHUTDOWN,
-    }
-)
+
+class ReplyStatus(StrEnum):
+    """How a reply ended: the ``status`` of its ``response.done``."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # the reason is then the error code
+
+
+class CancelReason(StrEnum):
+    """Why a reply was cancelled: the ``reason`` of a ``cancelled`` ``response.done``."""
+
+    CLIENT_CANCELLED = "client_cancelled"  # response.cancel
+    NEW_MESSAGE = "new_message"  # a newer request (typed, spoken or speak) superseded it
+    TURN_DETECTED = "turn_detected"  # barge-in: the user started speaking
+    CLIENT_DISCONNECTED = "client_disconnected"
+    SHUTDOWN = "shutdown"
+
+
+STATUS_COMPLETED: Final = ReplyStatus.COMPLETED
+STATUS_CANCELLED: Final = ReplyStatus.CANCELLED
+STATUS_FAILED: Final = ReplyStatus.FAILED
+REPLY_STATUSES: Final = frozenset(ReplyStatus)
+
+CANCEL_CLIENT_CANCELLED: Final = CancelReason.CLIENT_CANCELLED
+CANCEL_NEW_MESSAGE: Final = CancelReason.NEW_MESSAGE
+CANCEL_TURN_DETECTED: Final = CancelReason.TURN_DETECTED
+CANCEL_CLIENT_DISCONNECTED: Final = CancelReason.CLIENT_DISCONNECTED
+CANCEL_SHUTDOWN: Final = CancelReason.SHUTDOWN
+CANCEL_REASONS: Final = frozenset(CancelReason)
 
 #: Keys every ``response.done`` carries in ``metrics`` (a value is null when its stage never happened).
 REQUIRED_METRICS: Final = ("llm_first_token_ms", "first_phrase_ms", "first_audio_ms", "total_ms", "tokens")

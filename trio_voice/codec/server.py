@@ -21,7 +21,6 @@ from typing import Any
 import attrs
 
 from trio_voice import events
-from trio_voice.config import Config
 from trio_voice.errors import LocalProtocolError, RemoteProtocolError
 
 from . import codes
@@ -135,6 +134,17 @@ def encode_event(event: events.ServerEvent, *, seq: int, request_id: str | None 
         raise LocalProtocolError(f"{wire_type} cannot be rendered as JSON: {exc}") from None
 
 
+@attrs.frozen(kw_only=True)
+class SessionLimits:
+    """The limits a session announces in ``config.limits`` (see protocol/limits.md)."""
+
+    max_frame_bytes: int
+    max_text_chars: int
+    max_messages_per_second: float
+    max_audio_realtime_factor: float
+    idle_timeout: float
+
+
 def render_session_config(
     *,
     instructions: str,
@@ -142,14 +152,14 @@ def render_session_config(
     turn_detection: TurnDetection,
     output_audio: bool,
     output_sample_rate: int,
-    config: Config,
+    limits: SessionLimits,
 ) -> dict[str, Any]:
     """Build the ``config`` object of ``session.created`` / ``session.updated`` (see protocol/voice.md).
 
     Args:
         instructions ... output_sample_rate: the session's settings now in force; every field of
             ``turn_detection`` must be set (these are the values in force, not an update).
-        config: the server's configuration, for the ``limits`` the client should respect.
+        limits: the limits the client should respect.
 
     Raises:
         LocalProtocolError: ``turn_detection`` has an unset field.
@@ -163,13 +173,7 @@ def render_session_config(
         "turn_detection": detection,
         "output_audio": output_audio,
         "output_sample_rate": output_sample_rate,
-        "limits": {
-            "max_frame_bytes": config.max_frame_bytes,
-            "max_text_chars": config.max_text_chars,
-            "max_messages_per_second": config.max_messages_per_second,
-            "max_audio_realtime_factor": config.max_audio_realtime_factor,
-            "idle_timeout": config.idle_timeout,
-        },
+        "limits": attrs.asdict(limits),
     }
 
 

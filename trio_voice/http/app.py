@@ -56,7 +56,7 @@ class AppContext:
     config: Config
     engines: Engines
     telemetry: Telemetry
-    sessions: Mapping[str, Any]  # session_id -> trio_voice.session.SessionState
+    sessions: Mapping[str, Any]  # session_id -> trio_voice.session_state.SessionState
 
 
 @attrs.frozen

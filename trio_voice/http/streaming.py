@@ -5,14 +5,14 @@ One request is one reply. Its events are the WebSocket reply's events, rendered 
 ``response.text.delta``, ``response.phrase``, ``response.audio.delta`` (only with ``"audio": true``),
 ``warning``/``error`` when something fails, and ``response.done`` last.
 
-The reply runs through ``trio_voice.session.run_one_turn``, the very function a WebSocket session uses,
-so statuses, reasons, metrics, telemetry and storage are the same. A client that disconnects mid-reply
-cancels the turn (status ``cancelled``, reason ``client_disconnected``; what was sent is stored as
-interrupted)::
+The reply runs through ``trio_voice.converse.run_one_turn``, the very function a WebSocket session uses,
+so statuses, reasons, metrics, telemetry and storage are the same; the request task is the owner of
+its one turn. A client that disconnects mid-reply cancels the turn (status ``cancelled``, reason
+``client_disconnected``; what was sent is stored as interrupted)::
 
-    chat_stream(request)                 the request's nursery
+    stream_reply(request)                the request's nursery
     ├── watch_disconnect_task            ASGI receive() → http.disconnect → cancel the running turn
-    ├── write_task                       the only writer: stamps seq, frames SSE/NDJSON, sends chunks
+    ├── write_task                       the only writer: codec.ServerConnection numbers and checks events
     └── run_one_turn                     the turn (LLM → phrases → TTS), emitting into write_task
 """
 
@@ -27,11 +27,14 @@ import trio
 
 from trio_voice import codec, events
 from trio_voice.codec import codes
+from trio_voice.codec.codes import CancelReason
 from trio_voice.codec.fields import FieldReader
-from trio_voice.converse import PendingTurn, run_one_turn
+from trio_voice.converse import run_one_turn
 from trio_voice.errors import RemoteProtocolError
 from trio_voice.ids import new_id
-from trio_voice.session import Outgoing, SessionContext, SessionState
+from trio_voice.session_state import SessionState
+from trio_voice.turn_control import PendingTurn, TurnHandle, TurnKind
+from trio_voice.writer import Outgoing, emitter
 
 from .app import AppContext, Request, Route
 
@@ -85,21 +88,19 @@ Render = Callable[[Any, str], bytes]
 
 
 async def write_task(request: Request, out_rx: trio.MemoryReceiveChannel[Outgoing], render: Render) -> None:
-    """The only writer of the response body: numbers events 1, 2, 3, … and frames them."""
-    seq = 0
+    """The only writer of the response body: events through a ``ServerConnection``, framed for the stream."""
+    connection = codec.ServerConnection()
     async with out_rx:
         async for item in out_rx:
-            seq += 1
-            await request.write(render(item.event, codec.encode_event(item.event, seq=seq)))
+            await request.write(render(item.event, connection.send(item.event, request_id=item.request_id)))
     await request.write(b"", more=False)
 
 
-async def watch_disconnect_task(request: Request, state: SessionState) -> None:
-    """Wait for the client to go away, then cancel the running turn (reason ``client_disconnected``)."""
+async def watch_disconnect_task(request: Request, handle: TurnHandle) -> None:
+    """Wait for the client to go away, then cancel the turn (reason ``client_disconnected``)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    if state.current_turn is not None:
-        state.current_turn.cancel(codes.CANCEL_CLIENT_DISCONNECTED)
+    handle.cancel(CancelReason.CLIENT_DISCONNECTED)
 
 
 async def stream_reply(request: Request, ctx: AppContext, *, content_type: str, render: Render) -> None:
@@ -111,7 +112,7 @@ async def stream_reply(request: Request, ctx: AppContext, *, content_type: str, 
     if chat.conversation_id is not None:
         if not await store.conversation_exists(chat.conversation_id):
             raise RemoteProtocolError(
-                f"no conversation {chat.conversation_id!r}", code="conversation_not_found"
+                f"no conversation {chat.conversation_id!r}", code=codes.CONVERSATION_NOT_FOUND
             )
         conversation_id = chat.conversation_id
     else:
@@ -123,21 +124,27 @@ async def stream_reply(request: Request, ctx: AppContext, *, content_type: str, 
         instructions=chat.instructions if chat.instructions is not None else config.system_prompt,
         output_audio=chat.audio,
     )
+    # One request is one turn, and this task its owner.
+    handle = state.turns.start(
+        PendingTurn(TurnKind.CHAT, chat.text, None, trio.current_time()), new_id("resp")
+    )
     out_tx, out_rx = trio.open_memory_channel[Outgoing](0)
-    turn_tx, turn_rx = trio.open_memory_channel[PendingTurn](0)
-    turn_tx.close()  # one request is one turn: nothing queues further turns
-    turn_rx.close()
-    session = SessionContext(state, ctx.engines, config, ctx.telemetry, out_tx, turn_tx)
 
     await request.start(200, content_type, [("x-conversation-id", conversation_id), *STREAM_HEADERS])
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_disconnect_task, request, handle)
         async with trio.open_nursery() as writing:
             writing.start_soon(write_task, request, out_rx, render)
             async with out_tx:
-                # run_one_turn sets state.current_turn before its first checkpoint, so the watcher,
-                # started here but first run at that checkpoint, always finds the turn to cancel.
-                nursery.start_soon(watch_disconnect_task, request, state)
-                await run_one_turn(PendingTurn("chat", chat.text, None, trio.current_time()), ctx=session)
+                await run_one_turn(
+                    handle,
+                    emit=emitter(out_tx, None),
+                    engines=ctx.engines,
+                    config=config,
+                    telemetry=ctx.telemetry,
+                    state=state,
+                )
+        state.turns.finish(handle)
         nursery.cancel_scope.cancel()
 
 

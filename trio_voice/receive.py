@@ -1,0 +1,198 @@
+"""Reading a session's socket: client frames in, decoded and acted on, never waiting for a reply.
+
+``receive_task`` reads frames, applies the size and rate limits, and hands each decoded message to
+``dispatch``. Requests, cancels and truncations are synchronous calls on the session's ``TurnControl``
+and state, so a flood of requests or a reply winding down never stops this task from reading the next
+frame (a ``response.cancel``, or the audio that barges in).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import assert_never
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from . import codec
+from .codec import codes
+from .codec.codes import CancelReason
+from .errors import RemoteProtocolError, StorageError
+from .events import ErrorEvent, Pong, SessionUpdated
+from .limits import TokenBucket
+from .listen_items import AudioIn, Clear, Commit, TranscribeClip
+from .session_context import SessionContext
+from .turn_control import PendingTurn, TurnKind
+
+logger = logging.getLogger(__name__)
+
+# Errors a flood would repeat for every frame: sent at most once per second each.
+THROTTLED_ERRORS = frozenset({codes.RATE_LIMITED, codes.AUDIO_RATE_EXCEEDED})
+
+
+async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext) -> None:
+    """Read client frames until the connection ends or idles out; dispatch each decoded message."""
+    config = ctx.config
+    messages = TokenBucket(rate=config.max_messages_per_second, burst=config.max_messages_per_second)
+    throttled: dict[str, float] = {}  # error code → when it was last sent
+    while True:
+        with trio.move_on_after(config.idle_timeout) as idle:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed:
+                return
+        if idle.cancelled_caught:
+            await ctx.send(ErrorEvent(codes.IDLE_TIMEOUT, f"no message for {config.idle_timeout:g} s"))
+            await ctx.close(codes.CLOSE_NORMAL, "idle timeout")
+            await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+        try:
+            codec.check_frame_size(
+                len(frame) if isinstance(frame, bytes) else len(frame.encode()),
+                max_frame_bytes=config.max_frame_bytes,
+            )
+            if isinstance(frame, bytes):
+                message: codec.ClientMessage = codec.decode_binary(frame)
+            else:
+                message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
+                # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
+                if not isinstance(message, codec.InputAudioAppend) and not messages.take(trio.current_time()):
+                    raise RemoteProtocolError(
+                        f"more than {config.max_messages_per_second:g} messages per second; message dropped",
+                        code=codes.RATE_LIMITED,
+                        request_id=message.request_id,
+                    )
+            await dispatch(message, ctx=ctx)
+        except RemoteProtocolError as exc:
+            if exc.code in THROTTLED_ERRORS:
+                now = trio.current_time()
+                if now - throttled.get(exc.code, -math.inf) < 1.0:
+                    continue
+                throttled[exc.code] = now
+            await ctx.error(exc, exc.request_id)
+            if exc.close_code is not None:
+                await ctx.close(exc.close_code, exc.message[:120])
+                await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+        except StorageError as exc:
+            # session.update naming a conversation while the store is failing: the session goes on.
+            logger.warning("session %s: storage failed: %s", ctx.state.session_id, exc)
+            await ctx.error(exc, getattr(message, "request_id", None))
+
+
+async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None:
+    """Act on one decoded client message.
+
+    Raises:
+        RemoteProtocolError: the message cannot be acted on (the session goes on).
+        StorageError: the store failed while checking a conversation.
+    """
+    state = ctx.state
+    rid = message.request_id
+    match message:
+        case codec.Ping():
+            await ctx.send(Pong(), rid)
+        case codec.MessageCreate(text=text):
+            await ctx.request_turn(PendingTurn(TurnKind.CHAT, text, rid, trio.current_time()))
+        case codec.Speak(text=text):
+            await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time()))
+        case codec.ResponseCancel(response_id=response_id):
+            if not state.turns.cancel(CancelReason.CLIENT_CANCELLED, response_id):
+                raise RemoteProtocolError(
+                    "no reply is running with that id", code=codes.NO_ACTIVE_RESPONSE, request_id=rid
+                )
+        case codec.SessionUpdate():
+            await update_session(message, ctx=ctx)
+        case codec.ResponseTruncate(response_id=response_id, audio_end_ms=audio_end_ms):
+            await truncate_reply(response_id, audio_end_ms, rid, ctx=ctx)
+        case (
+            codec.InputAudioFrame()
+            | codec.InputAudioAppend()
+            | codec.InputAudioCommit()
+            | codec.InputAudioClear()
+            | codec.Transcribe()
+        ):
+            await dispatch_audio(message, ctx=ctx)
+        case _:
+            assert_never(message)
+
+
+async def dispatch_audio(
+    message: codec.InputAudioFrame
+    | codec.InputAudioAppend
+    | codec.InputAudioCommit
+    | codec.InputAudioClear
+    | codec.Transcribe,
+    *,
+    ctx: SessionContext,
+) -> None:
+    """Hand voice input to the session's listener, within the audio rate limit (clips included)."""
+    rid = message.request_id
+    if ctx.audio_tx is None:
+        raise RemoteProtocolError(
+            f"{type(message).__name__} needs voice input, which this server was started without",
+            code=codes.UNSUPPORTED,
+            request_id=rid,
+        )
+    match message:
+        case codec.InputAudioFrame() | codec.InputAudioAppend():
+            _charge_audio(ctx, len(message.audio), ctx.state.input_sample_rate, rid)
+            await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
+        case codec.InputAudioCommit():
+            await ctx.audio_tx.send(Commit(rid))
+        case codec.InputAudioClear():
+            await ctx.audio_tx.send(Clear(rid))
+        case codec.Transcribe():
+            rate = message.sample_rate or ctx.state.input_sample_rate
+            _charge_audio(ctx, len(message.audio), rate, rid)
+            await ctx.audio_tx.send(TranscribeClip(message.audio, rate, rid))
+        case _:
+            assert_never(message)
+
+
+def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str | None) -> None:
+    """Take ``nbytes`` of PCM16 at ``rate`` from the session's audio budget, or refuse the audio."""
+    if not ctx.audio_budget.take(trio.current_time(), nbytes / 2 / rate):
+        raise RemoteProtocolError(
+            f"audio is arriving faster than {ctx.config.max_audio_realtime_factor:g}x real time; audio dropped",
+            code=codes.AUDIO_RATE_EXCEEDED,
+            request_id=request_id,
+        )
+
+
+async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -> None:
+    """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force."""
+    state = ctx.state
+    if message.conversation_id is not None and message.conversation_id != state.conversation_id:
+        if not await ctx.engines.store.conversation_exists(message.conversation_id):
+            raise RemoteProtocolError(
+                f"no conversation {message.conversation_id!r}",
+                code=codes.CONVERSATION_NOT_FOUND,
+                request_id=message.request_id,
+            )
+        state.conversation_id = message.conversation_id
+    if message.instructions is not None:
+        state.instructions = message.instructions
+    if message.output_audio is not None:
+        state.output_audio = message.output_audio
+    if message.input_sample_rate is not None:
+        state.input_sample_rate = message.input_sample_rate
+    if message.turn_detection is not None:
+        state.turn_detection = state.turn_detection.updated(message.turn_detection)
+    view = state.config_view(ctx.config, ctx.engines.tts.sample_rate)
+    await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
+
+
+async def truncate_reply(
+    response_id: str, audio_end_ms: int, request_id: str | None, *, ctx: SessionContext
+) -> None:
+    """The client heard only ``audio_end_ms`` of a reply (running or recent): keep only those words."""
+    found = ctx.state.records.get(response_id)
+    if found is None:
+        raise RemoteProtocolError(
+            f"no recent reply {response_id!r}", code=codes.RESPONSE_NOT_FOUND, request_id=request_id
+        )
+    _, record = found
+    record.heard_ms = audio_end_ms
+    if record.stored and audio_end_ms < record.audio_ms:
+        # Queued behind the reply's own write on the store's single writer, so it lands after it.
+        await ctx.engines.store.update_message_text(response_id, record.kept_text, interrupted=True)

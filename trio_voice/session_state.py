@@ -1,0 +1,96 @@
+"""A session's plain shared data: its settings, its turn control, its recent replies (no tasks, no I/O).
+
+Everything a session's tasks (and an HTTP streaming reply, which is a one-turn session) share lives here,
+so that the modules that run those tasks (``session``, ``receive``, ``writer``, ``converse``, ``listen``)
+depend on this one and not on each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from typing import Any
+
+import attrs
+
+from . import codec
+from .config import Config
+from .turn import TurnRecord
+from .turn_control import TurnControl
+
+# Turn records kept per session so a late ``response.truncate`` can still find its reply.
+KEPT_TURN_RECORDS = 16
+
+
+def session_limits(config: Config) -> codec.SessionLimits:
+    """The limits a session announces to its client."""
+    return codec.SessionLimits(
+        max_frame_bytes=config.max_frame_bytes,
+        max_text_chars=config.max_text_chars,
+        max_messages_per_second=config.max_messages_per_second,
+        max_audio_realtime_factor=config.max_audio_realtime_factor,
+        idle_timeout=config.idle_timeout,
+    )
+
+
+def default_turn_detection(config: Config, *, voice: bool) -> codec.TurnDetection:
+    """A new session's turn detection: the server's VAD settings, or ``none`` without voice input."""
+    return codec.TurnDetection(
+        type="server_vad" if voice else "none",
+        threshold=config.vad_threshold,
+        silence_ms=config.vad_silence_ms,
+        prefix_ms=config.vad_prefix_ms,
+    )
+
+
+@attrs.define
+class SessionState:
+    """The facts a session's tasks share. Read by ``/v1/sessions``; written only by the session's own tasks.
+
+    ``turns`` is the session's :class:`~trio_voice.turn_control.TurnControl`: requests, cancels and
+    barge-ins go through it to the one task that runs turns.
+    """
+
+    session_id: str
+    conversation_id: str
+    instructions: str
+    output_audio: bool = True
+    input_sample_rate: int = 16000
+    turn_detection: codec.TurnDetection = attrs.field(factory=codec.TurnDetection)
+    turns: TurnControl = attrs.field(factory=TurnControl)
+    turn_counts: Counter[str] = attrs.field(factory=Counter)
+    records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
+    created_at: float = attrs.field(factory=time.time)
+
+    @property
+    def activity(self) -> str:
+        """``responding``, ``listening`` (the user is speaking) or ``idle``."""
+        if self.turns.current is not None:
+            return "responding"
+        return "listening" if self.turns.user_speaking else "idle"
+
+    def remember(self, response_id: str, record: TurnRecord) -> None:
+        """Keep a reply's record (of the conversation it belongs to) for a later ``response.truncate``."""
+        self.records[response_id] = (self.conversation_id, record)
+        while len(self.records) > KEPT_TURN_RECORDS:
+            self.records.popitem(last=False)
+
+    def config_view(self, config: Config, output_sample_rate: int) -> dict[str, Any]:
+        """The ``config`` object of ``session.created`` and ``session.updated``."""
+        return codec.render_session_config(
+            instructions=self.instructions,
+            input_sample_rate=self.input_sample_rate,
+            turn_detection=self.turn_detection,
+            output_audio=self.output_audio,
+            output_sample_rate=output_sample_rate,
+            limits=session_limits(config),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "conversation_id": self.conversation_id,
+            "age_s": round(time.time() - self.created_at, 1),
+            "state": self.activity,
+            "turns": dict(self.turn_counts),
+        }

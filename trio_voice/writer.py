@@ -1,0 +1,78 @@
+"""The only writer to a session's socket: events in, through the protocol's connection object, frames out.
+
+Every event of a session reaches the client through :func:`send_task`, by way of an unbuffered channel:
+when a sender's ``send`` returns, the writer holds the event; when it is cancelled, the event was never
+taken. The writer numbers nothing itself: ``codec.ServerConnection`` owns ``seq`` and checks each reply's
+lifecycle, so a bug that would send a reply event after its ``response.done`` fails loudly instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from . import codec
+
+# Seconds a closing handshake may take before the connection is dropped.
+CLOSE_TIMEOUT = 2.0
+
+
+@attrs.frozen
+class Outgoing:
+    """An event on its way to the socket, with the client ``request_id`` that caused it."""
+
+    event: Any
+    request_id: str | None = None
+
+
+@attrs.frozen
+class CloseConnection:
+    """Not an event: tells the writer to close the socket after everything queued before it."""
+
+    code: int
+    reason: str
+
+
+def emitter(
+    out_tx: trio.MemorySendChannel[Outgoing | CloseConnection], request_id: str | None
+) -> Callable[[Any], Awaitable[None]]:
+    """An ``emit(event)`` that sends through the writer, echoing ``request_id`` on every event."""
+
+    async def emit(event: Any) -> None:
+        await out_tx.send(Outgoing(event, request_id))
+
+    return emit
+
+
+async def send_task(
+    ws: WebSocketConnection,
+    out_rx: trio.MemoryReceiveChannel[Outgoing | CloseConnection],
+    connection: codec.ServerConnection,
+    *,
+    on_closed: Callable[[], None],
+) -> None:
+    """Write every event to the socket, in order, until told to close or the connection is gone.
+
+    Calls ``on_closed()`` (which ends the session) when the socket closed under it or it closed it.
+    Raises ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
+    """
+    async with out_rx:
+        async for item in out_rx:
+            if isinstance(item, CloseConnection):
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    try:
+                        await ws.aclose(item.code, item.reason)
+                    except ConnectionClosed:
+                        pass
+                on_closed()
+                return
+            text = connection.send(item.event, request_id=item.request_id)
+            try:
+                await ws.send_message(text)
+            except ConnectionClosed:
+                on_closed()
+                return
