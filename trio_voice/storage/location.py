@@ -1,6 +1,8 @@
-"""Which backend a store location names, and opening it. So far one: a SQLite file path.
+"""Which backend a store location names, and opening it: a ``postgresql://`` URL or a SQLite file path.
 
-A location is a path or a URL, so that a database server can be named by URL beside the default file.
+The default (a path) needs no service: the README's commands run on one SQLite file. A PostgreSQL URL is
+for deployments where several instances share conversations. psycopg is imported only when a URL asks
+for it, so the embedded default never loads libpq.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from ..errors import StorageError
 from .interface import ConversationStore
 from .sqlite import open_sqlite_store
 
-__all__ = ["open_store"]
+__all__ = ["POSTGRES_SCHEMES", "is_postgres_url", "open_store"]
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # the two spellings libpq accepts
 
 
 def _scheme(location: str | os.PathLike[str]) -> str | None:
@@ -23,17 +27,29 @@ def _scheme(location: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def is_postgres_url(location: str | os.PathLike[str]) -> bool:
+    """True for a ``postgresql://`` or ``postgres://`` URL."""
+    return _scheme(location) in POSTGRES_SCHEMES
+
+
 @contextlib.asynccontextmanager
 async def open_store(location: str | os.PathLike[str]) -> AsyncIterator[ConversationStore]:
-    """Open the conversation store at ``location``: the SQLite file at that path (created, with its
-    parent dirs, if needed).
+    """Open the conversation store at ``location``: PostgreSQL for a ``postgresql://`` (or
+    ``postgres://``) URL, otherwise the SQLite file at that path (created, with its parent dirs, if needed).
 
     Raises ``StorageError`` if the store cannot be opened, or for a URL of another scheme. The store is
     closed when the block exits, even on cancellation.
     """
     scheme = _scheme(location)
-    if scheme is not None:
-        raise StorageError(f"unsupported database URL scheme {scheme!r}: use a SQLite file path")
+    if scheme in POSTGRES_SCHEMES:
+        from .postgres import open_postgres_store
+
+        async with open_postgres_store(str(location)) as store:
+            yield store
+    elif scheme is not None:
+        raise StorageError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql://… or a SQLite file path"
+        )
     else:
         async with open_sqlite_store(Path(location)) as sqlite_store:
             yield sqlite_store
