@@ -60,7 +60,7 @@ async def run_server(
     """A real server on loopback port 0 with fake engines (overridable), torn down on exit."""
     cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
-    async with open_store(cfg.database) as store, trio.open_nursery() as nursery:
+    async with open_store(cfg.store_location) as store, trio.open_nursery() as nursery:
         bundle = Engines(store=store, **parts)
         telemetry = Telemetry()
         listening = await nursery.start(

@@ -36,3 +36,14 @@ def test_json_log_lines_are_objects_with_the_message() -> None:
     record = logging.LogRecord("trio_voice.session", logging.INFO, __file__, 1, "session %s opened", ("s1",), None)
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["logger"], line["message"]) == ("INFO", "trio_voice.session", "session s1 opened")
+
+
+def test_database_url_comes_from_the_option_or_the_environment(monkeypatch, tmp_path) -> None:
+    """--database-url (or TRIO_VOICE_DATABASE_URL) makes the store PostgreSQL; without it, the SQLite file."""
+    monkeypatch.delenv("TRIO_VOICE_DATABASE_URL", raising=False)
+    config = parse("--data-dir", str(tmp_path))
+    assert (config.database_url, config.store_location) == (None, tmp_path / "conversations.sqlite3")
+    url = "postgresql://trio@db.internal/voice"
+    assert parse("--database-url", url).store_location == url
+    monkeypatch.setenv("TRIO_VOICE_DATABASE_URL", url)
+    assert parse().store_location == url

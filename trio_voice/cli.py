@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--db", type=Path, default=None, help="SQLite file (default DATA_DIR/conversations.sqlite3)"
     )
+    serve.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL (postgresql://…) of a store shared by instances, instead of the SQLite file"
+        " (or env TRIO_VOICE_DATABASE_URL)",
+    )
     serve.add_argument("--llm-url", default=None, help="external LLM server; default: the embedded one")
     serve.add_argument("--llm-api", choices=("openai", "ollama"), default=d.llm_api)
     serve.add_argument("--llm-model", default=d.llm_model, help="model name sent to the LLM server")
@@ -116,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         http_port=args.http_port,
         data_dir=args.data_dir,
         db_path=args.db,
+        database_url=args.database_url or os.environ.get("TRIO_VOICE_DATABASE_URL") or None,
         llm_url=args.llm_url,
         llm_api=args.llm_api,
         llm_model=args.llm_model,

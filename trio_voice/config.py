@@ -36,6 +36,7 @@ class Config:
     # --- storage ----------------------------------------------------------------------------------
     data_dir: Path = attrs.field(factory=default_data_dir, converter=Path)
     db_path: Path | None = None  # default: data_dir / "conversations.sqlite3"
+    database_url: str | None = None  # postgresql://…: a store several instances share, instead of the file
     history_messages: int = 20  # messages of context sent to the LLM per turn (newest kept)
 
     # --- LLM --------------------------------------------------------------------------------------
@@ -102,3 +103,8 @@ class Config:
     @property
     def database(self) -> Path:
         return self.db_path if self.db_path is not None else self.data_dir / "conversations.sqlite3"
+
+    @property
+    def store_location(self) -> str | Path:
+        """What ``storage.open_store`` opens: the PostgreSQL URL if one is set, else the SQLite file."""
+        return self.database_url or self.database
