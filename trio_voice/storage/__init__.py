@@ -12,7 +12,6 @@ from trio_voice.storage.interface import ROLES as ROLES
 from trio_voice.storage.interface import SCHEMA_VERSION as SCHEMA_VERSION
 from trio_voice.storage.interface import ConversationStore as ConversationStore
 from trio_voice.storage.interface import StoredMessage as StoredMessage
-from trio_voice.storage.location import is_postgres_url as is_postgres_url
 from trio_voice.storage.location import open_store as open_store
 from trio_voice.storage.sqlite import SQLiteStore as SQLiteStore
 from trio_voice.storage.sqlite import open_sqlite_store as open_sqlite_store

@@ -16,7 +16,7 @@ from ..errors import StorageError
 from .interface import ConversationStore
 from .sqlite import open_sqlite_store
 
-__all__ = ["POSTGRES_SCHEMES", "is_postgres_url", "open_store"]
+__all__ = ["POSTGRES_SCHEMES", "open_store"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")  # the two spellings libpq accepts
 
@@ -25,11 +25,6 @@ def _scheme(location: str | os.PathLike[str]) -> str | None:
     if isinstance(location, str) and "://" in location:
         return location.split("://", 1)[0].lower()
     return None
-
-
-def is_postgres_url(location: str | os.PathLike[str]) -> bool:
-    """True for a ``postgresql://`` or ``postgres://`` URL."""
-    return _scheme(location) in POSTGRES_SCHEMES
 
 
 @contextlib.asynccontextmanager
