@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+from tests.postgres import fresh_schema
 from trio_voice.config import Config
 from trio_voice.engines import Engines
 from trio_voice.lifecycle import Shutdown
@@ -59,7 +60,7 @@ async def run_server(
     """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit."""
     cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
-    async with open_store(cfg.database) as store, trio.open_nursery() as nursery:
+    async with open_store(cfg.store_location) as store, trio.open_nursery() as nursery:
         bundle = Engines(**({"store": store} | parts))
         telemetry = Telemetry()
         listening = await nursery.start(
@@ -121,6 +122,13 @@ async def connect(url: str, *, created: bool = True) -> AsyncIterator[Client]:
             event = await client.recv()
             assert event["type"] == "session.created"
         yield client
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema of its own, dropped after the test."""
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

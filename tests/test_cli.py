@@ -126,3 +126,14 @@ def test_a_bad_environment_value_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("TRIO_VOICE_MAX_SESSIONS", "lots")
     with pytest.raises(ConfigError, match="TRIO_VOICE_MAX_SESSIONS='lots' is not a valid int"):
         parse()
+
+
+def test_database_url_comes_from_the_option_or_the_environment(monkeypatch, tmp_path) -> None:
+    """--database-url (or TRIO_VOICE_DATABASE_URL) makes the store PostgreSQL; without it, the SQLite file."""
+    monkeypatch.delenv("TRIO_VOICE_DATABASE_URL", raising=False)
+    config = parse("--data-dir", str(tmp_path))
+    assert (config.database_url, config.store_location) == (None, tmp_path / "conversations.sqlite3")
+    url = "postgresql://trio@db.internal/voice"
+    assert parse("--database-url", url).store_location == url
+    monkeypatch.setenv("TRIO_VOICE_DATABASE_URL", url)
+    assert parse().store_location == url

@@ -1,45 +1,62 @@
-"""Tests of the SQLite conversation store, on real files under tmp_path."""
+"""Tests of the conversation store, each run against both backends: SQLite on real files under tmp_path,
+PostgreSQL on the machine's server, in a fresh schema per test (see tests/postgres.py; never skipped)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.postgres import fresh_schema
 from trio_voice.errors import StorageError
-from trio_voice.storage import SCHEMA_VERSION, StoredMessage, open_store
+from trio_voice.storage import SCHEMA_VERSION, ConversationStore, StoredMessage, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a store lives: a file path for SQLite, a URL with a fresh schema for PostgreSQL."""
+    if request.param == "sqlite":
+        yield tmp_path / "nested" / "dir" / "conversations.sqlite3"
+    else:
+        with fresh_schema() as url:
+            yield url
+
+
+@pytest.fixture
+async def store(location: Path | str) -> AsyncIterator[ConversationStore]:
+    async with open_store(location) as opened:
+        yield opened
 
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
+    """A SQLite file, for the tests of what only the SQLite backend has (a file, WAL mode)."""
     return tmp_path / "nested" / "dir" / "conversations.sqlite3"
 
 
-async def test_created_conversation_exists(db_path: Path) -> None:
+async def test_created_conversation_exists(store: ConversationStore) -> None:
     """A created conversation exists and an unknown id does not."""
-    async with open_store(db_path) as store:
-        conversation_id = await store.create_conversation()
-        assert conversation_id.startswith("conv_")
-        assert await store.conversation_exists(conversation_id)
-        assert not await store.conversation_exists("conv_unknown")
+    conversation_id = await store.create_conversation()
+    assert conversation_id.startswith("conv_")
+    assert await store.conversation_exists(conversation_id)
+    assert not await store.conversation_exists("conv_unknown")
 
 
-async def test_conversation_ids_are_unique(db_path: Path) -> None:
+async def test_conversation_ids_are_unique(store: ConversationStore) -> None:
     """Two conversations get different ids."""
-    async with open_store(db_path) as store:
-        assert await store.create_conversation() != await store.create_conversation()
+    assert await store.create_conversation() != await store.create_conversation()
 
 
-async def test_history_is_oldest_first(db_path: Path) -> None:
+async def test_history_is_oldest_first(store: ConversationStore) -> None:
     """History returns the messages in the order they were added, with their fields."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        await store.add_message(conv, "system", "be brief")
-        await store.add_message(conv, "user", "hello")
-        await store.add_message(conv, "assistant", "hi there", response_id="resp_1")
-        history = await store.history(conv, limit=10)
+    conv = await store.create_conversation()
+    await store.add_message(conv, "system", "be brief")
+    await store.add_message(conv, "user", "hello")
+    await store.add_message(conv, "assistant", "hi there", response_id="resp_1")
+    history = await store.history(conv, limit=10)
     assert [(m.role, m.text, m.response_id) for m in history] == [
         ("system", "be brief", None),
         ("user", "hello", None),
@@ -48,82 +65,75 @@ async def test_history_is_oldest_first(db_path: Path) -> None:
     assert all(isinstance(m, StoredMessage) and m.created_at > 0 for m in history)
 
 
-async def test_history_limit_keeps_the_newest(db_path: Path) -> None:
+async def test_history_limit_keeps_the_newest(store: ConversationStore) -> None:
     """With a limit, history keeps the newest messages, still oldest first."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        for i in range(7):
-            await store.add_message(conv, "user", f"m{i}")
-        assert [m.text for m in await store.history(conv, limit=3)] == ["m4", "m5", "m6"]
-        assert await store.history(conv, limit=0) == []
+    conv = await store.create_conversation()
+    for i in range(7):
+        await store.add_message(conv, "user", f"m{i}")
+    assert [m.text for m in await store.history(conv, limit=3)] == ["m4", "m5", "m6"]
+    assert await store.history(conv, limit=0) == []
 
 
-async def test_history_is_per_conversation(db_path: Path) -> None:
+async def test_history_is_per_conversation(store: ConversationStore) -> None:
     """Messages of one conversation do not appear in another's history or count."""
-    async with open_store(db_path) as store:
-        a = await store.create_conversation()
-        b = await store.create_conversation()
-        await store.add_message(a, "user", "in a")
-        await store.add_message(b, "user", "in b")
-        await store.add_message(b, "user", "in b again")
-        assert [m.text for m in await store.history(a, limit=10)] == ["in a"]
-        assert await store.message_count(a) == 1
-        assert await store.message_count(b) == 2
+    a = await store.create_conversation()
+    b = await store.create_conversation()
+    await store.add_message(a, "user", "in a")
+    await store.add_message(b, "user", "in b")
+    await store.add_message(b, "user", "in b again")
+    assert [m.text for m in await store.history(a, limit=10)] == ["in a"]
+    assert await store.message_count(a) == 1
+    assert await store.message_count(b) == 2
 
 
-async def test_interrupted_flag_is_persisted(db_path: Path) -> None:
+async def test_interrupted_flag_is_persisted(store: ConversationStore) -> None:
     """A message stored as interrupted reads back as interrupted."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        await store.add_message(conv, "assistant", "I was say", interrupted=True, response_id="r1")
-        await store.add_message(conv, "assistant", "Done.", response_id="r2")
-        assert [m.interrupted for m in await store.history(conv, limit=10)] == [True, False]
+    conv = await store.create_conversation()
+    await store.add_message(conv, "assistant", "I was say", interrupted=True, response_id="r1")
+    await store.add_message(conv, "assistant", "Done.", response_id="r2")
+    assert [m.interrupted for m in await store.history(conv, limit=10)] == [True, False]
 
 
-async def test_update_message_text_cuts_to_what_was_heard(db_path: Path) -> None:
+async def test_update_message_text_cuts_to_what_was_heard(store: ConversationStore) -> None:
     """update_message_text replaces the assistant message of a reply and marks it interrupted."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        await store.add_message(conv, "user", "tell me a story", response_id="resp_9")
-        await store.add_message(conv, "assistant", "Once upon a time there was a fox.", response_id="resp_9")
-        assert await store.update_message_text("resp_9", "Once upon a time", interrupted=True)
-        history = await store.history(conv, limit=10)
+    conv = await store.create_conversation()
+    await store.add_message(conv, "user", "tell me a story", response_id="resp_9")
+    await store.add_message(conv, "assistant", "Once upon a time there was a fox.", response_id="resp_9")
+    assert await store.update_message_text("resp_9", "Once upon a time", interrupted=True)
+    history = await store.history(conv, limit=10)
     assert [(m.role, m.text, m.interrupted) for m in history] == [
         ("user", "tell me a story", False),
         ("assistant", "Once upon a time", True),
     ]
 
 
-async def test_update_message_text_of_unknown_reply_is_false(db_path: Path) -> None:
+async def test_update_message_text_of_unknown_reply_is_false(store: ConversationStore) -> None:
     """update_message_text reports False when no message has that response_id."""
-    async with open_store(db_path) as store:
-        assert not await store.update_message_text("resp_missing", "x", interrupted=True)
+    assert not await store.update_message_text("resp_missing", "x", interrupted=True)
 
 
-async def test_add_message_to_unknown_conversation_fails(db_path: Path) -> None:
+async def test_add_message_to_unknown_conversation_fails(store: ConversationStore) -> None:
     """A message for a conversation that does not exist is refused with StorageError."""
-    async with open_store(db_path) as store:
-        with pytest.raises(StorageError):
-            await store.add_message("conv_nope", "user", "hello")
+    with pytest.raises(StorageError):
+        await store.add_message("conv_nope", "user", "hello")
 
 
-async def test_bad_role_is_a_value_error(db_path: Path) -> None:
+async def test_bad_role_is_a_value_error(store: ConversationStore) -> None:
     """A role outside user/assistant/system is the caller's bug: ValueError."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        with pytest.raises(ValueError, match="role"):
-            await store.add_message(conv, "robot", "beep")
+    conv = await store.create_conversation()
+    with pytest.raises(ValueError, match="role"):
+        await store.add_message(conv, "robot", "beep")
 
 
-async def test_data_persists_across_reopen(db_path: Path) -> None:
-    """Conversations, messages and turns written before closing are there after reopening the file."""
-    async with open_store(db_path) as store:
+async def test_data_persists_across_reopen(location: Path | str) -> None:
+    """Conversations, messages and turns written before closing are there after reopening the store."""
+    async with open_store(location) as store:
         conv = await store.create_conversation()
         await store.add_message(conv, "user", "remember me")
         await store.record_turn(
             conv, "resp_1", status="completed", reason=None, metrics={"first_audio_ms": 5}
         )
-    async with open_store(db_path) as store:
+    async with open_store(location) as store:
         assert await store.conversation_exists(conv)
         assert [m.text for m in await store.history(conv, limit=5)] == ["remember me"]
         assert [t["response_id"] for t in await store.recent_turns(5)] == ["resp_1"]
@@ -141,34 +151,32 @@ async def test_file_is_in_wal_mode_with_schema_version(db_path: Path) -> None:
         conn.close()
 
 
-async def test_concurrent_writers_do_not_fail(db_path: Path) -> None:
+async def test_concurrent_writers_do_not_fail(store: ConversationStore) -> None:
     """Many tasks writing at once all succeed and every message is stored, in each task's order."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
+    conv = await store.create_conversation()
 
-        async def writer(n: int) -> None:
-            for i in range(5):
-                await store.add_message(conv, "user", f"{n}:{i}")
-                await store.record_turn(conv, f"resp_{n}_{i}", status="completed", reason=None, metrics={})
+    async def writer(n: int) -> None:
+        for i in range(5):
+            await store.add_message(conv, "user", f"{n}:{i}")
+            await store.record_turn(conv, f"resp_{n}_{i}", status="completed", reason=None, metrics={})
 
-        async with trio.open_nursery() as nursery:
-            for n in range(40):
-                nursery.start_soon(writer, n)
+    async with trio.open_nursery() as nursery:
+        for n in range(40):
+            nursery.start_soon(writer, n)
 
-        assert await store.message_count(conv) == 200
-        texts = [m.text for m in await store.history(conv, limit=200)]
+    assert await store.message_count(conv) == 200
+    texts = [m.text for m in await store.history(conv, limit=200)]
     for n in range(40):
         assert [t for t in texts if t.startswith(f"{n}:")] == [f"{n}:{i}" for i in range(5)]
 
 
-async def test_record_turn_round_trip(db_path: Path) -> None:
+async def test_record_turn_round_trip(store: ConversationStore) -> None:
     """A recorded turn reads back with its status, reason, metrics and indexed first-audio latency."""
     metrics = {"stt_ms": 120.5, "llm_first_token_ms": 250, "first_audio_ms": 690.25, "interrupt_ms": None}
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        await store.record_turn(conv, "resp_a", status="completed", reason=None, metrics=metrics)
-        await store.record_turn(conv, "resp_b", status="cancelled", reason="barge_in", metrics={"x": 1})
-        turns = await store.recent_turns(10)
+    conv = await store.create_conversation()
+    await store.record_turn(conv, "resp_a", status="completed", reason=None, metrics=metrics)
+    await store.record_turn(conv, "resp_b", status="cancelled", reason="barge_in", metrics={"x": 1})
+    turns = await store.recent_turns(10)
     newest, oldest = turns
     assert (newest["response_id"], newest["status"], newest["reason"]) == ("resp_b", "cancelled", "barge_in")
     assert newest["first_audio_ms"] is None
@@ -178,13 +186,12 @@ async def test_record_turn_round_trip(db_path: Path) -> None:
     assert oldest["created_at"] > 0
 
 
-async def test_recent_turns_limit(db_path: Path) -> None:
+async def test_recent_turns_limit(store: ConversationStore) -> None:
     """recent_turns returns at most `limit` records, the newest first."""
-    async with open_store(db_path) as store:
-        conv = await store.create_conversation()
-        for i in range(4):
-            await store.record_turn(conv, f"resp_{i}", status="completed", reason=None, metrics={})
-        assert [t["response_id"] for t in await store.recent_turns(2)] == ["resp_3", "resp_2"]
+    conv = await store.create_conversation()
+    for i in range(4):
+        await store.record_turn(conv, f"resp_{i}", status="completed", reason=None, metrics={})
+    assert [t["response_id"] for t in await store.recent_turns(2)] == ["resp_3", "resp_2"]
 
 
 async def test_path_under_a_file_is_a_storage_error(tmp_path: Path) -> None:
@@ -212,7 +219,7 @@ async def test_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) ->
             pass
 
 
-async def test_newer_schema_is_refused(db_path: Path) -> None:
+async def test_newer_sqlite_schema_is_refused(db_path: Path) -> None:
     """A file written by a newer schema version is refused rather than misread."""
     async with open_store(db_path):
         pass
@@ -224,9 +231,9 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
             pass
 
 
-async def test_use_after_close_is_a_storage_error(db_path: Path) -> None:
+async def test_use_after_close_is_a_storage_error(location: Path | str) -> None:
     """Calling a store after its block has exited raises StorageError."""
-    async with open_store(db_path) as store:
+    async with open_store(location) as store:
         pass
     with pytest.raises(StorageError):
         await store.create_conversation()

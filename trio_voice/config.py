@@ -85,6 +85,7 @@ class Config:
     # --- storage ----------------------------------------------------------------------------------
     data_dir: Path = setting(factory=default_data_dir, help="models cache and database", converter=Path)
     db_path: Path | None = setting(None, "SQLite file (default DATA_DIR/conversations.sqlite3)", flag="--db", converter=_optional_path)  # fmt: skip
+    database_url: str | None = setting(None, "postgresql://user@host/db: a conversation store several instances share, instead of the SQLite file")  # fmt: skip
     history_messages: int = setting(20, "messages of context sent to the LLM per turn (newest kept)", minimum=1)  # fmt: skip
 
     # --- LLM --------------------------------------------------------------------------------------
@@ -172,6 +173,11 @@ class Config:
     def database(self) -> Path:
         return self.db_path if self.db_path is not None else self.data_dir / "conversations.sqlite3"
 
+    @property
+    def store_location(self) -> str | Path:
+        """What ``storage.open_store`` opens: the PostgreSQL URL if one is set, else the SQLite file."""
+        return self.database_url or self.database
+
 
 def _check_bounds(field: attrs.Attribute[Any], value: Any) -> None:
     meta = field.metadata
@@ -189,3 +195,7 @@ def _check_bounds(field: attrs.Attribute[Any], value: Any) -> None:
             raise ConfigError(f"{name} must be at most {meta['maximum']:g}, not {value!r}")
         if meta["above"] is not None and value <= meta["above"]:
             raise ConfigError(f"{name} must be more than {meta['above']:g}, not {value!r}")
+    @property
+    def store_location(self) -> str | Path:
+        """What ``storage.open_store`` opens: the PostgreSQL URL if one is set, else the SQLite file."""
+        return self.database_url or self.database

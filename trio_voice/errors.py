@@ -16,7 +16,7 @@
 
 Every error that reaches a client carries a stable ``code`` (snake_case, documented in
 ``protocol/errors.md``) and a human ``message``. Foreign exceptions (httpx, trio-websocket, the model
-libraries, sqlite3) are mapped into this tree in exactly one place each.
+libraries, sqlite3, psycopg) are mapped into this tree in exactly one place each.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ async def open_fake_engines(config: Config) -> AsyncIterator[Engines]:
     from .storage import open_store
     from .testing import FakeLLM, FakeTTS, fake_voice_input
 
-    async with open_store(config.database) as store:
+    async with open_store(config.store_location) as store:
         stt, vad_factory = fake_voice_input()
         yield Engines(llm=FakeLLM(), tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
 

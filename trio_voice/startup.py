@@ -46,7 +46,7 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
     it outlives this context only as long as the server does.
     """
     async with (
-        open_store(config.database) as store,
+        open_store(config.store_location) as store,
         make_http_client(connect_timeout=LLM_CONNECT_TIMEOUT) as http,
     ):
         loaded = Loaded()

@@ -1,8 +1,7 @@
-"""Conversation storage: conversations, messages and per-turn latency records in one SQLite file.
+"""The SQLite conversation store: conversations, messages and per-turn latency records in one file.
 
-``ConversationStore`` is the interface the server uses; ``SQLiteStore`` (opened with ``open_store``) is the
-default implementation. A PostgreSQL implementation for multi-instance deployments can sit beside it: the
-interface speaks only of ids, plain values and ``StoredMessage`` records, never of SQL or connections.
+The default backend (``open_store`` picks it for a file path): one file, no service to run. See
+``interface`` for the methods and ``postgres`` for the backend that several instances can share.
 
 Resource handling: one ``sqlite3`` connection per store, opened with ``check_same_thread=False`` and used
 only from worker threads started by ``trio.to_thread.run_sync`` behind a ``CapacityLimiter(1)``, so exactly
@@ -24,29 +23,24 @@ import contextlib
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import attrs
 import trio
 
-from .errors import StorageError
+from ..errors import StorageError
+from .interface import SCHEMA_VERSION, StoredMessage, check_limit, check_role, new_conversation_id
 
-__all__ = ["ROLES", "SCHEMA_VERSION", "ConversationStore", "SQLiteStore", "StoredMessage", "open_store"]
+__all__ = ["SQLiteStore", "open_sqlite_store"]
 
 T = TypeVar("T")
-
-ROLES = frozenset({"user", "assistant", "system"})
-
-# Bumped whenever _MIGRATIONS grows; stored in the file as PRAGMA user_version.
-SCHEMA_VERSION = 1
 
 # Seconds a connection waits on another process's lock before failing with "database is locked".
 BUSY_TIMEOUT = 5.0
 
-# Migration N takes a file from user_version N-1 to N. Each runs in one transaction with the version bump.
+# Migration N takes a file from user_version N-1 to N (stored as PRAGMA user_version). Each runs in one
+# transaction with the version bump.
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE conversations (
@@ -79,53 +73,6 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX turns_by_conversation ON turns (conversation_id);
     """,
 }
-
-
-@attrs.frozen
-class StoredMessage:
-    """One message of a conversation, as stored."""
-
-    role: str  # "user" | "assistant" | "system"
-    text: str
-    interrupted: bool
-    response_id: str | None
-    created_at: float  # seconds since the epoch
-
-
-class ConversationStore(Protocol):
-    """What the server needs from a conversation store; every method may raise ``StorageError``."""
-
-    async def create_conversation(self) -> str: ...
-
-    async def conversation_exists(self, conversation_id: str) -> bool: ...
-
-    async def add_message(
-        self,
-        conversation_id: str,
-        role: str,
-        text: str,
-        *,
-        interrupted: bool = False,
-        response_id: str | None = None,
-    ) -> None: ...
-
-    async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]: ...
-
-    async def update_message_text(self, response_id: str, text: str, *, interrupted: bool) -> bool: ...
-
-    async def record_turn(
-        self,
-        conversation_id: str,
-        response_id: str,
-        *,
-        status: str,
-        reason: str | None,
-        metrics: Mapping[str, float | int | None],
-    ) -> None: ...
-
-    async def recent_turns(self, limit: int) -> list[dict[str, Any]]: ...
-
-    async def message_count(self, conversation_id: str) -> int: ...
 
 
 @contextlib.contextmanager
@@ -205,7 +152,7 @@ class SQLiteStore:
 
     async def create_conversation(self) -> str:
         """Create an empty conversation and return its id (``conv_`` + 32 hex digits)."""
-        conversation_id = f"conv_{uuid.uuid4().hex}"
+        conversation_id = new_conversation_id()
         await self._run(
             self._conn.execute,
             "INSERT INTO conversations (id, created_at) VALUES (?, ?)",
@@ -232,8 +179,7 @@ class SQLiteStore:
         response_id: str | None = None,
     ) -> None:
         """Append a message. Raises ``StorageError`` if the conversation does not exist."""
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
+        check_role(role)
         await self._run(
             self._conn.execute,
             "INSERT INTO messages (conversation_id, role, text, interrupted, response_id, created_at)"
@@ -243,8 +189,7 @@ class SQLiteStore:
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
         """The newest ``limit`` messages of a conversation, oldest first (empty for an unknown id)."""
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, not {limit}")
+        check_limit(limit)
 
         def query() -> list[StoredMessage]:
             rows = self._conn.execute(
@@ -321,8 +266,7 @@ class SQLiteStore:
 
     async def recent_turns(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` turn records, newest first, each a dict with the metrics decoded."""
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, not {limit}")
+        check_limit(limit)
 
         def query() -> list[dict[str, Any]]:
             rows = self._conn.execute(
@@ -347,7 +291,7 @@ class SQLiteStore:
 
 
 @contextlib.asynccontextmanager
-async def open_store(path: Path) -> AsyncIterator[SQLiteStore]:
+async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     """Open the SQLite conversation store at ``path``, creating the file and its parent dirs if needed.
 
     Raises ``StorageError`` if the file cannot be opened, is not a database, or has a newer schema.
