@@ -120,7 +120,7 @@ class WebmReader:
         return out
 
     def _step(self, out: list[AudioTrack | bytes]) -> bool:
-        """Consume one element header (and body, if read or skippable now); False when more bytes are needed."""
+        """Consume one element's header (and body, if needed and here); False when more bytes must come."""
         buf = self._buffer
         id_ = _vint(buf, 0, keep_marker=True, max_len=4)
         if id_ is None:
@@ -185,7 +185,8 @@ class WebmReader:
     def _choose_track(self) -> AudioTrack:
         found = []
         for fields in self._tracks:
-            codec = fields.get(CODEC_ID, b"").rstrip(b"\0").decode("ascii", "replace")  # type: ignore[union-attr]
+            codec_id: bytes = fields.get(CODEC_ID, b"")  # type: ignore[assignment]
+            codec = codec_id.rstrip(b"\0").decode("ascii", "replace")
             found.append(codec)
             kind = _uint(fields.get(TRACK_TYPE, b"\x02"))  # type: ignore[arg-type]
             if kind == TRACK_TYPE_AUDIO and codec == "A_OPUS" and TRACK_NUMBER in fields:
