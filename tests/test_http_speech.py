@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import attrs
 import httpx
 import numpy as np
 import pytest
 import trio
 
+from tests.audio_codecs import decode_file, similarity, voiced
 from tests.conftest import IO_TIMEOUT, RunningServer, run_server
-from trio_voice.audio import wav_bytes
-from trio_voice.testing import FakeSTT, tone
+from trio_voice.audio import float_to_pcm16, wav_bytes
+from trio_voice.errors import SynthesisError
+from trio_voice.testing import FakeSTT, FakeTTS, tone
 
 
 def http_client(running: RunningServer) -> httpx.AsyncClient:
@@ -28,6 +32,26 @@ def wav_info(data: bytes) -> tuple[int, int, int, int]:
 
 def upload(data: bytes, **fields: str) -> dict[str, object]:
     return {"files": {"file": ("speech.wav", data, "audio/wav")}, "data": fields}
+
+
+@attrs.define
+class ScriptedTTS:
+    """A TTS that gives these chunks (or raises these errors) one sentence at a time, each after its gate."""
+
+    chunks: list[bytes | Exception]
+    sample_rate: int = 22050
+    gates: dict[int, trio.Event] = attrs.field(factory=dict)
+    synthesized: int = 0
+
+    async def synthesize(self, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None:
+        for n, chunk in enumerate(self.chunks):
+            if n in self.gates:
+                await self.gates[n].wait()
+            await trio.lowlevel.checkpoint()
+            if isinstance(chunk, Exception):
+                raise chunk
+            self.synthesized += 1
+            await on_audio(chunk)
 
 
 # --- /v1/audio/speech --------------------------------------------------------------------------------
@@ -61,7 +85,7 @@ async def test_speech_answers_raw_pcm_with_its_rate(server: RunningServer) -> No
     [
         ({"voice": "alloy"}, "invalid_field"),
         ({"input": "  "}, "invalid_field"),
-        ({"input": "hi", "response_format": "mp3"}, "invalid_field"),
+        ({"input": "hi", "response_format": "ogg"}, "invalid_field"),
         ({"input": "hi", "speed": 2.0}, "invalid_field"),
         ({"input": "x" * 4001}, "text_too_long"),
     ],
@@ -72,6 +96,77 @@ async def test_speech_refuses_what_it_cannot_do(server: RunningServer, body: dic
         response = await http.post("/v1/audio/speech", json=body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+async def test_speech_lists_the_formats_it_can_answer(server: RunningServer) -> None:
+    """An unsupported ``response_format`` is refused with every supported one named."""
+    async with http_client(server) as http:
+        response = await http.post("/v1/audio/speech", json={"input": "hi", "response_format": "wma"})
+    assert response.status_code == 400
+    assert "aac, flac, mp3, opus, pcm, wav" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "codec", "rate"),
+    [
+        ("opus", "audio/ogg; codecs=opus", "opus", 24000),
+        ("mp3", "audio/mpeg", "mp3", 22050),
+        ("aac", "audio/aac", "aac", 22050),
+        ("flac", "audio/flac", "flac", 22050),
+    ],
+)
+async def test_speech_answers_compressed_formats_that_decode(
+    tmp_path: Path, fmt: str, content_type: str, codec: str, rate: int
+) -> None:
+    """Each compressed ``response_format`` is a stream FFmpeg decodes back to the synthesized audio."""
+    source = voiced(1.2, 22050)
+    tts = ScriptedTTS([float_to_pcm16(source)])
+    async with run_server(tmp_path, {"tts": tts}) as running, http_client(running) as http:
+        response = await http.post("/v1/audio/speech", json={"input": "Hello.", "response_format": fmt})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert response.headers["x-sample-rate"] == str(rate)
+    assert "content-length" not in response.headers  # streamed
+    got, stream = decode_file(response.content, 22050)
+    assert codec in stream.codec_context.name
+    assert similarity(got, source, max_lag=2500)[1] > 0.98
+
+
+async def test_compressed_speech_streams_each_sentence_as_it_is_synthesized(tmp_path: Path) -> None:
+    """The first sentence's bytes arrive while the second is still being synthesized."""
+    second_may_start = trio.Event()
+    tts = ScriptedTTS([float_to_pcm16(voiced(0.5, 22050)), float_to_pcm16(voiced(0.5, 22050, seed=2))])
+    tts.gates[1] = second_may_start
+    async with run_server(tmp_path, {"tts": tts}) as running, http_client(running) as http:
+        async with http.stream(
+            "POST", "/v1/audio/speech", json={"input": "One. Two.", "response_format": "opus"}
+        ) as response:
+            chunks = response.aiter_bytes()
+            first = await chunks.__anext__()
+            assert first.startswith(b"OggS") and tts.synthesized == 1
+            second_may_start.set()
+            rest = b"".join([chunk async for chunk in chunks])
+    got, _ = decode_file(first + rest, 22050)
+    assert abs(got.size - 22050) <= 0.03 * 22050
+
+
+async def test_a_synthesis_failure_mid_stream_cuts_the_answer_short(tmp_path: Path) -> None:
+    """A failure after the first bytes cannot become a 500: the body ends early, never complete."""
+    tts = ScriptedTTS([float_to_pcm16(voiced(0.5, 22050)), SynthesisError("broken voice")])
+    async with run_server(tmp_path, {"tts": tts}) as running, http_client(running) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/v1/audio/speech", json={"input": "One. Two.", "response_format": "mp3"})
+        assert running.telemetry.errors.labels(code="tts_failed")._value.get() == 1
+
+
+async def test_a_synthesis_failure_before_any_audio_is_a_clean_500(tmp_path: Path) -> None:
+    """A compressed answer that fails on its first sentence is still a JSON 500, as WAV is."""
+    async with (
+        run_server(tmp_path, {"tts": FakeTTS(fail_on="Boom")}) as running,
+        http_client(running) as http,
+    ):
+        response = await http.post("/v1/audio/speech", json={"input": "Boom.", "response_format": "opus"})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "tts_failed"
 
 
 async def test_speech_requires_the_token(tmp_path: Path) -> None:

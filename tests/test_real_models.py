@@ -160,7 +160,9 @@ async def test_barge_in_on_real_models_stops_the_reply(real_server) -> None:
     """Speaking over a long spoken reply cancels it (turn_detected); none of it follows its response.done."""
     speech = await trio.to_thread.run_sync(synthesize_speech, "Stop, please tell me the time instead.")
     async with connect(real_server["ws"]) as client:
-        await client.send({"type": "speak", "text": "This is a long announcement. " * 12})
+        # Twelve different sentences: repeats of one would be TTS cache hits, sent in no time.
+        long_text = " ".join(f"This is part {n} of a long announcement." for n in range(1, 13))
+        await client.send({"type": "speak", "text": long_text})
         first = await client.recv_until("response.audio.delta")
         first_id = first[0]["response_id"]
         async with trio.open_nursery() as nursery:
@@ -181,7 +183,8 @@ def test_server_exits_cleanly_on_sigterm_with_a_reply_in_flight(tmp_path: Path) 
 
     async def scenario(ws_url: str, process: subprocess.Popen) -> list[dict]:
         async with connect(ws_url) as client:
-            await client.send({"type": "speak", "text": "A reply that is still being spoken. " * 6})
+            text = " ".join(f"Part {n} of a reply that is still being spoken." for n in range(1, 7))
+            await client.send({"type": "speak", "text": text})
             await client.recv_until("response.audio.delta")
             process.send_signal(signal.SIGTERM)
             events = await client.recv_until("response.done")

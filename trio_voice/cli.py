@@ -58,8 +58,11 @@ def _env_name(field: attrs.Attribute[Any]) -> str:
     return field.metadata["env"] or "TRIO_VOICE_" + field.name.upper()
 
 
-def _value_type(annotation: Any) -> tuple[Any, bool]:
-    """The argparse ``type`` of a Config field's annotation, and whether it takes several values."""
+def _value_type(field: attrs.Attribute[Any]) -> tuple[Any, bool]:
+    """The argparse ``type`` of a Config field, and whether it takes several values."""
+    annotation = field.type
+    if field.metadata.get("reader") is not None:
+        return str, False  # the reader turns the one string into the value
     if typing.get_origin(annotation) is tuple:
         return typing.get_args(annotation)[0], True
     if isinstance(annotation, types.UnionType):  # X | None
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     defaults = Config()
     for field in settings():
-        kind, repeated = _value_type(field.type)
+        kind, repeated = _value_type(field)
         default = getattr(defaults, field.name)
         shown = "" if repeated or field.name == "system_prompt" else f" (default {default})"
         serve.add_argument(
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if repeated else "store",
             choices=field.metadata["choices"],
             default=None,
-            metavar=None if field.metadata["choices"] else field.name.upper(),
+            metavar=None if field.metadata["choices"] else "FILE" if field.metadata["reader"] else field.name.upper(),
             help=f"{field.metadata['help']}{shown}; env {_env_name(field)}".replace("%", "%%"),
         )
     serve.add_argument(
@@ -117,7 +120,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for field in settings():
-        kind, repeated = _value_type(field.type)
+        kind, repeated = _value_type(field)
         value = getattr(args, field.name, None)
         if value is None:
             raw = environ.get(_env_name(field))
@@ -129,6 +132,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
                 value = [kind(part) for part in raw.split(",") if part] if repeated else kind(raw)
             except ValueError:
                 raise ConfigError(f"{_env_name(field)}={raw!r} is not a valid {kind.__name__}") from None
+        if field.metadata["reader"] is not None:
+            value = field.metadata["reader"](value)
         values[field.name] = tuple(value) if repeated else value
     return Config(**values)
 

@@ -48,13 +48,15 @@ def setting(
     flag: str | None = None,
     env: str | None = None,
     cli: bool = True,
+    reader: Any = None,
     converter: Any = None,
 ) -> Any:
     """A ``Config`` field with what the CLI, the environment and validation need to know about it.
 
     ``minimum``/``maximum`` bound it inclusively, ``above`` exclusively; ``flag`` and ``env`` override
     the derived names (``--field-name``, ``TRIO_VOICE_FIELD_NAME``); ``cli=False`` keeps it off the
-    command line (values that only tests and tools vary).
+    command line (values that only tests and tools vary); ``reader`` turns the option's one string into
+    the value (a file of phrases, say) and may raise ``ConfigError``.
     """
     metadata = {
         "help": help,
@@ -65,10 +67,24 @@ def setting(
         "flag": flag,
         "env": env,
         "cli": cli,
+        "reader": reader,
     }
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata, converter=converter)
     return attrs.field(default=default, metadata=metadata, converter=converter)
+
+
+def read_phrases_file(path: str | Path) -> tuple[str, ...]:
+    """One phrase per line of a UTF-8 file; blank lines and lines starting with '#' are skipped.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the phrases file {path}: {exc}") from None
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def _optional_path(value: Any) -> Path | None:
@@ -124,6 +140,10 @@ class Config:
     tts_threads: int = setting(1, "onnxruntime threads per Piper instance (1 measured fastest for short phrases)", minimum=1)  # fmt: skip
     tts_model: Path | None = setting(None, "a Piper .onnx voice (default en_US-joe-medium)", converter=_optional_path)  # fmt: skip
     audio_buffer: int = setting(8, "audio events buffered between the sequencer and the socket", minimum=1)
+    # TTS cache (trio_voice.tts_cache): 16 MiB is ~6 minutes of 22050 Hz speech, hundreds of phrases.
+    tts_cache_mb: float = setting(16.0, "memory for synthesized short phrases, in MiB; 0 disables", minimum=0)
+    tts_cache_max_chars: int = setting(100, "longer phrases are never cached", minimum=1)
+    tts_cache_warmup: tuple[str, ...] = setting((), "a file of phrases to synthesize into the TTS cache at start-up, one per line ('#' starts a comment)", reader=lambda path: read_phrases_file(path), converter=tuple)  # fmt: skip
 
     # --- STT and VAD ------------------------------------------------------------------------------
     stt_model: Path | None = setting(None, "a whisper.cpp ggml model (default tiny.en)", converter=_optional_path)  # fmt: skip

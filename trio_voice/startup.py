@@ -17,16 +17,19 @@ import numpy as np
 import trio
 
 from .config import Config
-from .engines import Engines
+from .engines import TTS, Engines
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
 from .telemetry import Telemetry
+from .tts_cache import CachedTTS
 
 logger = logging.getLogger(__name__)
 
 # Connect timeout for LLM HTTP calls; read timeouts are the turn's (first-token and stall deadlines).
 LLM_CONNECT_TIMEOUT = 5.0
+# The packaged Piper voice's name: the TTS cache's key when no --tts-model is given.
+DEFAULT_VOICE = "en_US-joe-medium"
 
 
 @attrs.define
@@ -73,8 +76,30 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         )
         loaded.tts.on_queue_wait = partial(telemetry.observe_queue_wait, "tts")  # type: ignore[attr-defined]
         loaded.stt.on_queue_wait = partial(telemetry.observe_queue_wait, "stt")  # type: ignore[attr-defined]
-        logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, loaded.tts.sample_rate)  # type: ignore[attr-defined]
-        yield Engines(llm=llm, tts=loaded.tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
+        tts = await _cached_tts(config, loaded.tts, telemetry)  # type: ignore[arg-type]
+        logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, tts.sample_rate)
+        yield Engines(llm=llm, tts=tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
+
+
+async def _cached_tts(config: Config, tts: TTS, telemetry: Telemetry) -> TTS:
+    """The TTS engine behind its cache, warmed with ``config.tts_cache_warmup`` (or as is, if disabled)."""
+    if config.tts_cache_mb <= 0:
+        return tts
+    voice = config.tts_model.stem if config.tts_model is not None else DEFAULT_VOICE
+    cached = CachedTTS(
+        tts, max_bytes=int(config.tts_cache_mb * 2**20), max_chars=config.tts_cache_max_chars, voice=voice
+    )
+    telemetry.watch_tts_cache(cached.statistics)
+    if config.tts_cache_warmup:
+        started = trio.current_time()
+        count = await cached.warm(config.tts_cache_warmup)
+        logger.info(
+            "TTS cache warmed: %d phrase(s), %d bytes, in %.2f s",
+            count,
+            cached.statistics().bytes,
+            trio.current_time() - started,
+        )
+    return cached
 
 
 async def _load_tts(config: Config, loaded: Loaded) -> None:

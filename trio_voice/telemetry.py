@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .codec.codes import ReplyStatus
 
@@ -101,6 +103,10 @@ class Telemetry:
     def watch_llm_restarts(self, source: Callable[[], int]) -> None:
         self._llm_restarts_source = source
 
+    def watch_tts_cache(self, source: Callable[[], Any]) -> None:
+        """Export a TTS cache's ``statistics()`` (``trio_voice.tts_cache``), read at every scrape."""
+        self.registry.register(_TTSCacheCollector(source))
+
     # --- reading ----------------------------------------------------------------------------------
     def render(self) -> bytes:
         if self._llm_restarts_source is not None:
@@ -136,3 +142,25 @@ class Telemetry:
         if error_rate >= t.warning_error_rate or latency >= t.warning_first_audio_ms:
             return "warning"
         return "healthy"
+
+
+class _TTSCacheCollector(Collector):
+    """The TTS cache's own counts, as Prometheus metrics: the cache is their one source."""
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self._source = source
+
+    def collect(self) -> Any:
+        stats = self._source()
+        for name, help_, value in (
+            ("hits", "TTS cache lookups answered from the cache", stats.hits),
+            ("misses", "TTS cache lookups that synthesized (cacheable phrases only)", stats.misses),
+            ("evictions", "TTS cache entries evicted to make room", stats.evictions),
+        ):
+            yield CounterMetricFamily(f"trio_voice_tts_cache_{name}", help_, value=value)
+        yield GaugeMetricFamily(
+            "trio_voice_tts_cache_bytes", "PCM bytes held by the TTS cache", value=stats.bytes
+        )
+        yield GaugeMetricFamily(
+            "trio_voice_tts_cache_entries", "Phrases held by the TTS cache", value=stats.entries
+        )

@@ -2,8 +2,10 @@
 
 They follow OpenAI's request and response shapes closely enough that its client libraries work when
 pointed at this server (``base_url=http://HOST:PORT/v1``). What this server cannot do is refused
-clearly rather than faked: one voice (``voice`` and ``model`` are accepted and ignored), ``wav`` or
-``pcm`` output only, ``speed`` 1.0 only, English transcription only (whisper tiny.en).
+clearly rather than faked: one voice (``voice`` and ``model`` are accepted and ignored), ``speed`` 1.0
+only, English transcription only (whisper tiny.en). Every OpenAI ``response_format`` is served: ``wav``
+and ``pcm`` whole, ``opus``, ``mp3``, ``aac`` and ``flac`` streamed as they are synthesized and encoded
+(``trio_voice.formats.encoders`` says exactly what each stream holds).
 
 Limits: a speech request body is at most ``max_frame_bytes``, its ``input`` at most ``max_text_chars``;
 an upload to transcribe at most ``max_frame_bytes * UPLOAD_FACTOR`` bytes (16 MiB by default: about 8
@@ -23,13 +25,17 @@ from trio_voice.audio import read_wav, resample, wav_bytes
 from trio_voice.codec import codes
 from trio_voice.codec.fields import FieldReader
 from trio_voice.errors import RemoteProtocolError
+from trio_voice.formats import OUTPUT_FORMATS, make_output_encoder, pcm_pieces
 
 from .app import AppContext, Request, Route
 from .forms import parse_form
 
 # Audio uploads may be this many times larger than a WebSocket frame.
 UPLOAD_FACTOR = 16
-SPEECH_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
+# The whole clip, made before the answer starts; the compressed formats are streamed (OUTPUT_FORMATS).
+WHOLE_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
+SPEECH_FORMATS = {**WHOLE_FORMATS, **OUTPUT_FORMATS}
+STREAM_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 TRANSCRIPTION_FORMATS = ("json", "text")
 
 
@@ -59,15 +65,20 @@ class SpeechRequest:
 
 
 async def speech(request: Request, ctx: AppContext) -> None:
-    """Synthesize ``input`` in full, then answer WAV, or raw PCM16LE with ``X-Sample-Rate``.
+    """Answer ``input`` spoken, in ``response_format``, with ``X-Sample-Rate`` (the encoded audio's rate).
 
-    The whole clip is made before the answer starts, so a synthesis failure is a clean 500
-    (``tts_failed``) rather than a truncated 200.
+    ``wav`` and ``pcm``: the whole clip is made before the answer starts, so a synthesis failure is a
+    clean 500 (``tts_failed``) rather than a truncated 200. The compressed formats stream: each
+    sentence is encoded and sent as Piper finishes it, so a failure after the first bytes ends the
+    answer early (the body is cut off without its end; the error is logged and counted).
     """
     config = ctx.config
     spoken = SpeechRequest.from_json(
         await request.json_object(limit=config.max_frame_bytes), max_text_chars=config.max_text_chars
     )
+    if spoken.response_format in OUTPUT_FORMATS:
+        await _stream_speech(request, ctx, spoken)
+        return
     tts = ctx.engines.tts
     pcm = bytearray()
 
@@ -80,6 +91,32 @@ async def speech(request: Request, ctx: AppContext) -> None:
         await request.respond(200, bytes(pcm), SPEECH_FORMATS["pcm"], headers)
     else:
         await request.respond(200, wav_bytes(bytes(pcm), tts.sample_rate), SPEECH_FORMATS["wav"], headers)
+
+
+async def _stream_speech(request: Request, ctx: AppContext, spoken: SpeechRequest) -> None:
+    """Encode each sentence as it is synthesized and send its bytes at once.
+
+    The answer starts with the first encoded bytes (so a failure of the first sentence is still a
+    clean 500); encoding runs in short pieces, each sent before the next is encoded, so the first
+    bytes leave a few milliseconds after the first sentence's audio (see BENCHMARKS.md).
+    """
+    tts = ctx.engines.tts
+    encoder = make_output_encoder(spoken.response_format, tts.sample_rate)
+    headers = [("x-sample-rate", str(encoder.sample_rate)), *STREAM_HEADERS]
+
+    async def send(data: bytes, *, more: bool = True) -> None:
+        if not request.started:
+            await request.start(200, encoder.content_type, headers)
+        await request.write(data, more=more)
+
+    async def on_audio(chunk: bytes) -> None:
+        for piece in pcm_pieces(chunk, tts.sample_rate):
+            data = encoder.encode(piece)
+            if data:
+                await send(data)
+
+    await tts.synthesize(spoken.input, on_audio)
+    await send(encoder.close(), more=False)
 
 
 @attrs.frozen(kw_only=True)
