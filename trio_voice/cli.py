@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--stt-model", type=Path, default=None, help="a whisper.cpp ggml model (default tiny.en)"
     )
     serve.add_argument("--stt-threads", type=int, default=d.stt_threads)
+    serve.add_argument(
+        "--turn-model-threads", type=int, default=d.turn_model_threads, help="Smart Turn onnxruntime threads"
+    )
     serve.add_argument("--llama-parallel", type=int, default=d.llama_parallel, help="embedded LLM slots")
     serve.add_argument("--llama-threads", type=int, default=d.llama_threads, help="embedded LLM threads")
     serve.add_argument("--max-sessions", type=int, default=d.max_sessions)
@@ -126,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tts_model=args.tts_model,
         stt_model=args.stt_model,
         stt_threads=args.stt_threads,
+        turn_model_threads=args.turn_model_threads,
         llama_parallel=args.llama_parallel,
         llama_threads=args.llama_threads,
         max_sessions=args.max_sessions,

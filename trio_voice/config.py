@@ -80,6 +80,9 @@ class Config:
     vad_silence_ms: int = 500  # silence that ends a user turn
     vad_prefix_ms: int = 300  # audio kept before speech start so the first syllable is not lost
     input_sample_rate: int = 16000
+    # The Smart Turn end-of-turn model (turn_detection "semantic"). One onnxruntime thread: a call is ~30 ms
+    # of CPU on these machines, and a second thread would compete with whisper.cpp and Piper for the core.
+    turn_model_threads: int = 1
 
     # --- limits -----------------------------------------------------------------------------------
     max_frame_bytes: int = 2**20  # 1 MiB, as trio-websocket's default
