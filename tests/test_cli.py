@@ -35,6 +35,12 @@ def test_external_llm_options_reach_the_config() -> None:
     )
 
 
+def test_model_thread_counts_reach_the_config() -> None:
+    """The end-of-turn model runs on one thread unless told otherwise."""
+    assert parse().turn_model_threads == 1
+    assert parse("--turn-model-threads", "2").turn_model_threads == 2
+
+
 def test_tokens_come_from_options_or_the_environment(monkeypatch) -> None:
     """Repeated --token options, or TRIO_VOICE_TOKENS as a comma-separated list."""
     assert parse("--token", "a", "--token", "b").tokens == ("a", "b")

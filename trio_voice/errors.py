@@ -9,7 +9,8 @@
     ├── EngineError                   a model or model server failed
     │   ├── LLMError                  the LLM is unreachable, stalled, or broke mid-stream
     │   ├── SynthesisError            Piper failed on a phrase
-    │   └── RecognitionError          whisper.cpp failed on a clip
+    │   ├── RecognitionError          whisper.cpp failed on a clip
+    │   └── TurnModelError            the end-of-turn model failed (never sent: the turn ends on silence)
     ├── ModelPreparationError         a default model could not be found or converted
     ├── StorageError                  the conversation store failed
     └── ConfigError                   a configuration value is out of its bounds (at start-up)
@@ -95,6 +96,11 @@ class RecognitionError(EngineError):
     """Speech-to-text failed on a clip."""
 
     code = "stt_failed"
+
+
+class TurnModelError(EngineError):
+    """The end-of-turn model failed on an utterance. It keeps ``engine_error`` as its code: a listener
+    falls back to ending the turn on silence, so the client is never told."""
 
 
 class ModelPreparationError(TrioVoiceError, RuntimeError):

