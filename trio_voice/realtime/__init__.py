@@ -7,4 +7,23 @@ core's neutral events (``trio_voice.events``), ``response`` and ``items`` hold w
 ``protocol/realtime.md`` is the contract.
 """
 
+from . import codes as codes
+from .client import CLIENT_EVENT_TYPES as CLIENT_EVENT_TYPES
+from .client import ClientEvent as ClientEvent
+from .client import ConversationItemCreate as ConversationItemCreate
+from .client import ConversationItemDelete as ConversationItemDelete
+from .client import ConversationItemRetrieve as ConversationItemRetrieve
+from .client import ConversationItemTruncate as ConversationItemTruncate
+from .client import InputAudio as InputAudio
+from .client import InputAudioBufferAppend as InputAudioBufferAppend
+from .client import InputAudioBufferClear as InputAudioBufferClear
+from .client import InputAudioBufferCommit as InputAudioBufferCommit
+from .client import InputText as InputText
+from .client import ResponseCancel as ResponseCancel
+from .client import ResponseCreate as ResponseCreate
+from .client import parse_client_event as parse_client_event
 from .formats import AudioFormat as AudioFormat
+from .reader import RealtimeProtocolError as RealtimeProtocolError
+from .session_update import SessionUpdate as SessionUpdate
+from .session_update import Transcription as Transcription
+from .session_update import TurnDetection as TurnDetection
