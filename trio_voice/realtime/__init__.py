@@ -22,7 +22,9 @@ from .client import InputText as InputText
 from .client import ResponseCancel as ResponseCancel
 from .client import ResponseCreate as ResponseCreate
 from .client import parse_client_event as parse_client_event
+from .connection import RealtimeConnection as RealtimeConnection
 from .formats import AudioFormat as AudioFormat
+from .frames import encode as encode
 from .reader import RealtimeProtocolError as RealtimeProtocolError
 from .session_update import SessionUpdate as SessionUpdate
 from .session_update import Transcription as Transcription
