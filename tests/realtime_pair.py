@@ -188,6 +188,13 @@ def scripted_session(dialect: str = codes.GA) -> RealtimePair:
     pair.client({"type": "input_audio_buffer.clear"})
     pair.client({"type": "conversation.item.delete", "item_id": assistant})
     pair.refused({"type": "response.cancel", "event_id": "evt_cancel"})
+    # Asked to go on, and interrupted by the user speaking over the answer (barge-in).
+    more = pair.client({"type": "response.create", "event_id": "evt_more"})
+    pair.core(events.ReplyCreated("resp_3"), more.event_id)
+    pair.core(events.PhraseReady("resp_3", 0, "Shall I go on?"), more.event_id)
+    pair.core(events.AudioReady("resp_3", 0, piper(0.001), 22050), more.event_id)
+    pair.core(events.SpeechStarted(9000))
+    pair.core(events.ReplyDone("resp_3", "cancelled", "turn_detected", "Shall I go on?", METRICS), more.event_id)
     return pair
 
 

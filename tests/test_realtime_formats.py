@@ -190,3 +190,18 @@ def test_output_to_g711_is_8k_one_byte_a_sample():
     deltas = out.feed(float_to_pcm16(tone(22050, 0.4)), 22050) + out.finish()
     assert sum(len(d) for d in deltas) == 3200
     assert all(800 <= len(d) <= 1600 for d in deltas[:-1])
+
+
+def test_end_of_a_phrase_sends_what_is_held_back_without_breaking_the_signal():
+    """The held-back tail leaves at a phrase's end; the joined audio is still the one-shot resample."""
+    signal = tone(22050, 0.55)
+    data = float_to_pcm16(signal)
+    split = 2 * 5512  # the first phrase is 250 ms
+    out = OutputAudio(AudioFormat(PCM))
+    first = out.feed(data[:split], 22050)
+    tail = out.end_phrase()
+    rest = out.feed(data[split:], 22050) + out.finish()
+    assert [len(d) // 48 for d in first] == [200]
+    assert len(tail) == 1 and 40 < len(tail[0]) // 48 < 50  # 50 ms less the filter's lag
+    joined = samples_of(b"".join(first + tail + rest))
+    assert np.abs(joined - samples_of(float_to_pcm16(resample(signal, 22050, 24000)))).max() <= 1

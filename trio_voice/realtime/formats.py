@@ -7,7 +7,7 @@ wants 16 kHz and Piper speaks 22050 Hz, so audio is converted here, at the edge,
 - ``InputAudio``: the client's appended audio → PCM16 at the recognizer's rate, through a streaming
   ``trio_voice.audio.Resampler`` (no clicks at chunk boundaries);
 - ``OutputAudio``: one response's audio → the client's format, cut into deltas of ``DELTA_MIN_MS`` to
-  ``DELTA_MAX_MS`` (only a response's last delta may be shorter).
+  ``DELTA_MAX_MS`` (only the last delta of a phrase may be shorter).
 
 G.711 is computed with numpy lookup tables built from the ITU-T G.711 segment rules (the same arithmetic
 as the reference ``g711.c``): Python's ``audioop`` is gone in 3.13, and nothing here needs it.
@@ -153,9 +153,10 @@ class OutputAudio:
     """One response's audio → deltas in the client's format, each ``min_ms`` to ``max_ms`` long.
 
     ``feed`` takes PCM16LE at whatever rate the synthesizer speaks (Piper: 22050 Hz) and returns the
-    deltas now complete; up to ``min_ms`` is held back for the next call. ``finish`` returns the rest
-    (the response completed); a cancelled response simply drops the object, and its held-back tail
-    with it. ``sent_ms`` is the duration of everything returned so far.
+    deltas now complete; up to ``min_ms`` is held back for the next call. ``end_phrase`` returns what is
+    held back when a phrase's audio is complete, ``finish`` the rest when the response completed; a
+    cancelled response simply drops the object, and its held-back tail with it. ``sent_ms`` is the
+    duration of everything returned so far.
     """
 
     def __init__(self, fmt: AudioFormat, *, min_ms: int = DELTA_MIN_MS, max_ms: int = DELTA_MAX_MS) -> None:
@@ -179,6 +180,12 @@ class OutputAudio:
             self._pending = np.concatenate([self._pending, tail])
         self._pending = np.concatenate([self._pending, self._resampler.process(samples)])
         return self._take(final=False)
+
+    def end_phrase(self) -> list[bytes]:
+        """A phrase's audio is complete: send what is held back rather than keep its last words waiting
+        for the next phrase (which may be seconds away). The resampler keeps its history: the signal
+        goes on."""
+        return self._take(final=True)
 
     def finish(self) -> list[bytes]:
         if self._resampler is not None:

@@ -8,7 +8,8 @@ response. The reply's neutral events map onto it like this:
 - the first event of the response's modality → ``response.content_part.added``;
 - ``PhraseReady`` → ``response.output_audio_transcript.delta`` (the transcript follows the audio, phrase
   by phrase; the LLM's ``TextDelta`` run ahead of it and are not sent for audio responses);
-- ``AudioReady`` → ``response.output_audio.delta`` (resampled, cut into deltas of 100-200 ms);
+- ``AudioReady`` → ``response.output_audio.delta`` (resampled, cut into deltas of 100-200 ms; the next
+  ``PhraseReady`` sends a phrase's last, shorter one, so no words wait for the next phrase);
 - ``TextDelta`` → ``response.output_text.delta`` for a text-only response (phrases and audio are ignored);
 - ``ReplyDone`` → the ``*.done`` events, ``response.output_item.done``, ``conversation.item.done`` and
   ``response.done`` with the full ``response`` object, its ``status_details`` and ``usage``.
@@ -121,6 +122,8 @@ def content(
             response.text += event.delta
             out.append(frames.event("response.output_text.delta", **response.where, delta=event.delta))
         case events.PhraseReady():
+            if response.audio is not None and event.index > 0:  # the previous phrase's audio is complete
+                out += _audio_deltas(response, response.audio.end_phrase(), frames)
             delta = event.text if not response.transcript else " " + event.text
             response.transcript += delta
             response.item.phrase_text[event.index] = event.text
