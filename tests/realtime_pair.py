@@ -194,7 +194,9 @@ def scripted_session(dialect: str = codes.GA) -> RealtimePair:
     pair.core(events.PhraseReady("resp_3", 0, "Shall I go on?"), more.event_id)
     pair.core(events.AudioReady("resp_3", 0, piper(0.001), 22050), more.event_id)
     pair.core(events.SpeechStarted(9000))
-    pair.core(events.ReplyDone("resp_3", "cancelled", "turn_detected", "Shall I go on?", METRICS), more.event_id)
+    pair.core(
+        events.ReplyDone("resp_3", "cancelled", "turn_detected", "Shall I go on?", METRICS), more.event_id
+    )
     return pair
 
 

@@ -191,7 +191,7 @@ def test_input_audio_item_is_converted_and_transcribed():
     assert len(event.content[0].pcm16) == 8000 * 2  # 0.5 s at 16 kHz
     added = pair.frames[-2]
     assert added["item"]["content"] == [{"type": "input_audio", "audio": None, "transcript": None}]
-    frames = pair.core(events.TranscriptFinal("Good morning."), "evt_clip")
+    frames = pair.core(events.TranscriptFinal("Good morning."), event.event_id)
     assert pair.types(frames) == [
         "conversation.item.input_audio_transcription.delta",
         "conversation.item.input_audio_transcription.completed",
@@ -276,7 +276,7 @@ def test_manual_commit_needs_100_ms_then_commits_a_user_item():
     ]
     assert frames[0]["item_id"] == commit.item_id
     assert pair.conn.input.buffered_ms == 0.0
-    completed = pair.core(events.TranscriptFinal("Hello"), "c2")[-1]
+    completed = pair.core(events.TranscriptFinal("Hello"), commit.event_id)[-1]
     assert completed["item_id"] == commit.item_id
     assert completed["usage"]["seconds"] == pytest.approx(0.15)
 
@@ -602,9 +602,12 @@ def test_our_own_lifecycle_bugs_raise_local_protocol_error():
 
 
 def test_core_errors_get_the_realtime_spelling_and_echo_only_client_event_ids():
-    """input_audio_empty → input_audio_buffer_commit_empty; ids the client never sent echo as null."""
+    """input_audio_empty → input_audio_buffer_commit_empty; the client's event_id is echoed, or null."""
     pair = started()
-    (error,) = pair.core(events.ErrorEvent("input_audio_empty", "no speech"), "evt_client")
+    clear = pair.client({"type": "input_audio_buffer.clear", "event_id": "evt_client"})
+    assert clear.event_id != "evt_client"  # the core gets a request id unique in the connection
+    assert pair.conn.client_event_id(clear.event_id) == "evt_client"
+    (error,) = pair.core(events.ErrorEvent("input_audio_empty", "no speech"), clear.event_id)
     assert error["error"] == {
         "type": codes.INVALID_REQUEST_ERROR,
         "code": codes.INPUT_AUDIO_BUFFER_COMMIT_EMPTY,
@@ -615,6 +618,22 @@ def test_core_errors_get_the_realtime_spelling_and_echo_only_client_event_ids():
     made_up = pair.client({"type": "input_audio_buffer.clear"}).event_id
     (error,) = pair.core(events.ErrorEvent("rate_limited", "slow down"), made_up)
     assert error["error"]["event_id"] is None
+
+
+def test_reused_client_event_ids_do_not_mix_up_items():
+    """Two commits with the same event_id still get their own items, acks and transcripts."""
+    pair = started(codes.GA, MANUAL, TRANSCRIBE)
+    commits = []
+    for _ in range(2):
+        pair.client({"type": "input_audio_buffer.append", "audio": b64(pcm24k(0.2))})
+        commits.append(
+            pair.conn.receive(json.dumps({"type": "input_audio_buffer.commit", "event_id": "same"}))
+        )
+    for commit in commits:  # the writer renders the acknowledgements later, in order
+        assert pair.core(commit)[0]["item_id"] == commit.item_id
+    second = pair.core(events.TranscriptFinal("Second"), commits[1].event_id)[-1]
+    first = pair.core(events.TranscriptFinal("First"), commits[0].event_id)[-1]
+    assert (first["item_id"], second["item_id"]) == (commits[0].item_id, commits[1].item_id)
 
 
 def test_an_error_for_a_pending_response_create_frees_the_slot():

@@ -4,7 +4,8 @@
 ``RealtimeProtocolError`` (``type``, ``code``, ``param``, and the event's ``event_id`` whenever it could be
 read). Parsing checks the event alone; whether it makes sense now (does the item exist, is a response
 running) is ``RealtimeConnection.receive``'s business, which also fills the fields marked "set by the
-connection". Nothing here does I/O.
+connection" and replaces ``event_id`` (the client's, as parsed here) with a request id unique in the
+connection. Nothing here does I/O.
 
 The two dialects differ here only in ``session.update`` and ``response.create`` (see ``session_config``);
 every other client event has one shape.

@@ -6,15 +6,16 @@ protocol's state and nothing else. Its rules:
 - ``receive(frame)`` parses one client frame and checks it against the state (does the item exist, is a
   response running, is there audio to commit). It applies what the client changed (session settings,
   items added or deleted, the input buffer) and returns the event with the fields the session core
-  needs filled in (input audio at the recognizer's rate, item and response ids). Every returned event
-  has an ``event_id``: the client's, or one made up here (errors echo those as ``null``). A refusal
-  raises ``RealtimeProtocolError`` and leaves the state unchanged.
+  needs filled in (input audio at the recognizer's rate, item and response ids). The returned event's
+  ``event_id`` is a request id unique in the connection (clients may omit or reuse theirs): the core
+  echoes it as ``request_id``, and ``client_event_id`` maps it back to the client's own for ``error``
+  events. A refusal raises ``RealtimeProtocolError`` and leaves the state unchanged.
 - ``send(event, request_id=...)`` takes a protocol-neutral event of the session core
   (``trio_voice.events``) or a client event ``receive`` returned, and returns the realtime server
   events it becomes, in the order the API sends them, each with a fresh ``event_id``. Client events go
   back through ``send`` so that their acknowledgements (``conversation.item.added``,
   ``input_audio_buffer.committed`` …) are rendered by the session's single writer, in order with all
-  the rest. ``request_id`` is the ``event_id`` of the client event that caused a neutral event.
+  the rest. ``request_id`` is the (request) ``event_id`` of the client event that caused a neutral event.
 - It owns event ids, item ids and their order, the input buffer's bookkeeping and each response from
   ``response.created`` to ``response.done``. An event of a response after its ``response.done``, of a
   response never created, or a second response while one runs, is our bug: ``LocalProtocolError``.
@@ -25,7 +26,7 @@ Neither trio nor a socket is imported; the tests drive it with plain calls.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -62,7 +63,9 @@ from .session_update import DEFAULT_VOICE, SessionUpdate
 
 # Responses remembered as done, so that a late event of one is caught as the bug it is.
 KEPT_DONE_RESPONSES: Final = 256
-_REPLY_PIECES: Final = (events.TextDelta, events.PhraseReady, events.AudioReady)
+# Client event_ids remembered for echoing in errors the core reports later (a reply's failure comes
+# seconds after its response.create; a thousand events later nobody is waiting for it).
+KEPT_CLIENT_IDS: Final = 1024
 
 
 class RealtimeConnection:
@@ -95,10 +98,11 @@ class RealtimeConnection:
         self.session_id: str | None = None
         self.conversation_id: str | None = None
         self._new_id = new_id
-        self._local_prefix = new_id("local") + "."  # event ids made up for client events that had none
-        self._local_count = 0
+        self._request_prefix = new_id("req") + "."  # the request ids given to accepted client events
+        self._request_count = 0
+        self._client_ids: OrderedDict[str, str] = OrderedDict()  # request id → the client's event_id
         self.input = InputBuffer(self.config.input_format, self.conversation, self.frames, new_id)
-        self._created: dict[str, Item] = {}  # request id → item added by it, until its ack is rendered
+        self._created: dict[str, Item] = {}  # item id → item added by a client event, until its ack
         self._pending: dict[str, ResponseCreate] = {}  # accepted response.create, response not created yet
         self._active: Response | None = None
         self._done: deque[str] = deque(maxlen=KEPT_DONE_RESPONSES)
@@ -115,10 +119,14 @@ class RealtimeConnection:
             RealtimeProtocolError: the event cannot be accepted now (the connection is unchanged).
         """
         event = parse_client_event(frame, dialect=self.dialect, max_text_chars=self.max_text_chars)
-        if event.event_id is None:
-            self._local_count += 1
-            event = attrs.evolve(event, event_id=f"{self._local_prefix}{self._local_count}")
-        assert event.event_id is not None
+        # Clients may leave event_id out or reuse one; the core needs a unique id to answer to.
+        self._request_count += 1
+        request_id = f"{self._request_prefix}{self._request_count}"
+        if event.event_id is not None:
+            self._client_ids[request_id] = event.event_id
+            while len(self._client_ids) > KEPT_CLIENT_IDS:
+                self._client_ids.popitem(last=False)
+        event = attrs.evolve(event, event_id=request_id)
         match event:
             case SessionUpdate():
                 if event.input_format is not None:
@@ -153,9 +161,9 @@ class RealtimeConnection:
                     raise self._refuse(event, message, codes.RESPONSE_CANCEL_NOT_ACTIVE)
         return event
 
-    def client_event_id(self, event_id: str | None) -> str | None:
-        """The ``event_id`` as the client sent it: ``None`` for one made up by ``receive``."""
-        return None if event_id is None or event_id.startswith(self._local_prefix) else event_id
+    def client_event_id(self, request_id: str | None) -> str | None:
+        """The client's own ``event_id`` of the event ``receive`` gave ``request_id`` (``None`` if it had none)."""
+        return None if request_id is None else self._client_ids.get(request_id)
 
     def _refuse(self, event: Any, message: str, code: str, param: str | None = None) -> RealtimeProtocolError:
         return RealtimeProtocolError(
@@ -184,7 +192,8 @@ class RealtimeConnection:
                 codes.INPUT_AUDIO_BUFFER_COMMIT_EMPTY,
             )
         assert event.event_id is not None
-        item = self._created[event.event_id] = self.input.commit(event.event_id)
+        item = self.input.commit(event.event_id)
+        self._created[item.id] = item
         return attrs.evolve(event, item_id=item.id)
 
     def _receive_item(self, event: ConversationItemCreate) -> ConversationItemCreate:
@@ -220,7 +229,7 @@ class RealtimeConnection:
         if any(isinstance(part, InputAudio) and part.transcript is None for part in event.content):
             self.input.expect_transcript(event.event_id, item.id)
         self.conversation.append(item)
-        self._created[event.event_id] = item
+        self._created[item.id] = item
         return attrs.evolve(event, item_id=item.id, content=tuple(parts))
 
     def _receive_item_change(self, event: Any) -> Any:
@@ -298,10 +307,12 @@ class RealtimeConnection:
                 # Partials would be deltas of an item not added yet; warnings and pongs have no
                 # realtime counterpart. See protocol/realtime.md.
                 return []
-            case InputAudioBufferCommit() if event.item_id is not None:
-                return committed(self._created.pop(event.event_id or ""), self.frames)
-            case ConversationItemCreate():
-                return added(self._created.pop(event.event_id or ""), self.frames)
+            case InputAudioBufferCommit(item_id=str(item_id)) if item_id in self._created:
+                return committed(self._created.pop(item_id), self.frames)
+            case ConversationItemCreate(item_id=str(item_id)) if item_id in self._created:
+                return added(self._created.pop(item_id), self.frames)
+            case ConversationItemCreate() | InputAudioBufferCommit(item_id=str()):
+                raise LocalProtocolError(f"{event!r} acknowledged twice")
             case InputAudioBufferClear():
                 return [frames.event("input_audio_buffer.cleared")]
             case ConversationItemDelete():
