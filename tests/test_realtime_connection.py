@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -407,7 +409,9 @@ def test_response_create_while_one_is_active_is_refused():
         pair.refused({"type": "response.create"})["error"]["code"]
         == codes.CONVERSATION_ALREADY_HAS_ACTIVE_RESPONSE
     )
+    assert pair.conn.active_response_id is None  # asked for, not created yet
     pair.core(events.ReplyCreated("resp_1"), ask.event_id)
+    assert pair.conn.active_response_id == "resp_1"
     error = pair.refused({"type": "response.create", "event_id": "r2"})["error"]
     assert (error["code"], error["event_id"]) == (codes.CONVERSATION_ALREADY_HAS_ACTIVE_RESPONSE, "r2")
     assert "resp_1" in error["message"]
@@ -723,3 +727,14 @@ def test_dialect_is_chosen_by_the_beta_header():
     assert codes.dialect_for({"Authorization": "Bearer x"}) == codes.GA
     with pytest.raises(ValueError):
         RealtimeConnection(model="m", dialect="v2")
+
+
+def test_the_realtime_package_imports_neither_trio_nor_a_socket_library():
+    """Sans I/O by construction: a fresh interpreter imports it without trio or trio-websocket."""
+    code = (
+        "import sys, trio_voice.realtime; "
+        "bad = sorted(m for m in ('trio', 'trio_websocket', 'socket', 'httpx') if m in sys.modules); "
+        "print(','.join(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
