@@ -197,6 +197,8 @@ def scripted_session(dialect: str = codes.GA) -> RealtimePair:
     pair.core(
         events.ReplyDone("resp_3", "cancelled", "turn_detected", "Shall I go on?", METRICS), more.event_id
     )
+    pair.core(events.SpeechStopped(9800))
+    pair.core(events.ErrorEvent("stt_failed", "speech-to-text failed on a clip"))
     return pair
 
 

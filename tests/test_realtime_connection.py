@@ -244,6 +244,27 @@ def test_server_vad_turn_commits_the_item_announced_at_speech_start():
     assert completed["usage"] == {"type": "duration", "seconds": 1.4}
 
 
+def test_a_failed_transcription_is_reported_on_its_item_and_stops_waiting():
+    """stt_failed becomes input_audio_transcription.failed for that item; the next transcript is the next's."""
+    pair = started(codes.GA, TRANSCRIBE)
+    for start in (0, 2000):
+        pair.core(events.SpeechStarted(start))
+        pair.core(events.SpeechStopped(start + 900))
+    first, second = (f["item_id"] for f in pair.frames if f["type"] == "input_audio_buffer.committed")
+    (failed,) = pair.core(events.ErrorEvent("stt_failed", "whisper.cpp failed"))
+    assert failed["type"] == "conversation.item.input_audio_transcription.failed"
+    assert (failed["item_id"], failed["error"]["code"], failed["error"]["type"]) == (
+        first,
+        "stt_failed",
+        "server_error",
+    )
+    assert pair.core(events.TranscriptFinal("Second"))[-1]["item_id"] == second
+    (error,) = pair.core(
+        events.ErrorEvent("stt_failed", "whisper.cpp failed")
+    )  # no item waits: a plain error
+    assert error["type"] == "error"
+
+
 def test_transcripts_are_not_sent_while_transcription_is_off():
     """With transcription null (the default) the core's transcript stays internal."""
     pair = started()
@@ -713,10 +734,13 @@ def test_beta_text_response_uses_response_text_events():
 
 @pytest.mark.parametrize("dialect", [codes.GA, codes.BETA])
 def test_the_scripted_session_is_valid_from_start_to_end(dialect):
-    """The canonical conversation of the spec: every frame validates; it ends with a barge-in."""
+    """The canonical conversation of the spec: every frame validates; it has a barge-in, and ends with
+    a failed transcription."""
     pair = scripted_session(dialect)
     assert pair.types()[0] == "session.created"
-    assert pair.frames[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    reasons = [f["response"]["status_details"] for f in pair.frames if f["type"] == "response.done"]
+    assert reasons[-1]["reason"] == "turn_detected"
+    assert pair.types()[-1] == "conversation.item.input_audio_transcription.failed"
     assert not pair.view.open_responses
 
 

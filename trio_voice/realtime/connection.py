@@ -66,6 +66,8 @@ KEPT_DONE_RESPONSES: Final = 256
 # Client event_ids remembered for echoing in errors the core reports later (a reply's failure comes
 # seconds after its response.create; a thousand events later nobody is waiting for it).
 KEPT_CLIENT_IDS: Final = 1024
+# The session core's code for a failed transcription (trio_voice.errors.RecognitionError).
+STT_FAILED: Final = "stt_failed"
 
 
 class RealtimeConnection:
@@ -302,6 +304,13 @@ class RealtimeConnection:
             case events.ErrorEvent():
                 if request_id is not None:
                     self._pending.pop(request_id, None)
+                if event.code == STT_FAILED:
+                    enabled = self.config.transcription.enabled
+                    failed = self.input.transcription_failed(
+                        event.code, event.message, request_id, enabled=enabled
+                    )
+                    if failed is not None:
+                        return failed
                 return [frames.error(event.code, event.message, event_id=self.client_event_id(request_id))]
             case events.TranscriptPartial() | events.WarningEvent() | events.Pong():
                 # Partials would be deltas of an item not added yet; warnings and pongs have no

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import codes
 from .formats import AudioFormat, InputAudio
 from .frames import Frames
 from .items import Content, Conversation, Item, added
@@ -95,15 +96,17 @@ class InputBuffer:
         )
         return [stopped, *committed(item, self._frames)]
 
-    def transcript(self, text: str, request_id: str | None, *, enabled: bool) -> list[dict[str, Any]]:
-        """A final transcript: of the item its request added, else of the oldest VAD turn waiting for one.
-
-        Sends nothing when transcription is off, or the item was deleted meanwhile.
-        """
+    def _waiting_item(self, request_id: str | None) -> Item | None:
+        """The item a transcript (or its failure) is for: the one its request added, else the oldest VAD
+        turn waiting for one. Either way it waits no more."""
         item_id = self._transcript_for.pop(request_id, None) if request_id is not None else None
         if item_id is None and self._awaiting:
             item_id = self._awaiting.popleft()
-        item = None if item_id is None else self._conversation.get(item_id)
+        return None if item_id is None else self._conversation.get(item_id)
+
+    def transcript(self, text: str, request_id: str | None, *, enabled: bool) -> list[dict[str, Any]]:
+        """A final transcript. Sends nothing when transcription is off, or the item was deleted meanwhile."""
+        item = self._waiting_item(request_id)
         if item is None or not enabled:
             return []
         index = next((i for i, part in enumerate(item.content) if part.type == "input_audio"), 0)
@@ -127,6 +130,25 @@ class InputBuffer:
             )
         )
         return out
+
+    def transcription_failed(
+        self, code: str, message: str, request_id: str | None, *, enabled: bool
+    ) -> list[dict[str, Any]] | None:
+        """The recognizer failed on a committed item: ``input_audio_transcription.failed`` for it, or
+        ``None`` when no item waits (or transcription is off) and a plain ``error`` should go instead."""
+        item = self._waiting_item(request_id)
+        if item is None or not enabled:
+            return None
+        index = next((i for i, part in enumerate(item.content) if part.type == "input_audio"), 0)
+        error = {"type": codes.SERVER_ERROR, "code": code, "message": message, "param": None}
+        return [
+            self._frames.event(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item.id,
+                content_index=index,
+                error=error,
+            )
+        ]
 
 
 def committed(item: Item, frames: Frames) -> list[dict[str, Any]]:
