@@ -115,6 +115,24 @@ async def test_instances_starting_together_migrate_once(pg_url: str, admin: psyc
     assert query(pg_url, "SELECT count(*) FROM messages") == [(4,)]
 
 
+async def test_a_version_1_schema_is_upgraded_in_place(pg_url: str) -> None:
+    """A schema created before messages had item ids is migrated on open and keeps its messages."""
+    from trio_voice.storage.postgres_schema import _CREATE_VERSION_TABLE, _MIGRATIONS
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(_CREATE_VERSION_TABLE)
+        conn.execute(_MIGRATIONS[1])  # type: ignore[arg-type]
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute("INSERT INTO conversations (id) VALUES ('conv_old')")
+        conn.execute("INSERT INTO messages (conversation_id, role, text) VALUES ('conv_old', 'user', 'old')")
+    with trio.fail_after(TIMEOUT):
+        async with open_store(pg_url) as store:
+            await store.add_message("conv_old", "user", "new", item_id="item_9")
+            history = await store.history("conv_old", limit=10)
+    assert [(m.text, m.item_id) for m in history] == [("old", None), ("new", "item_9")]
+    assert query(pg_url, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+
+
 async def test_newer_postgres_schema_is_refused(pg_url: str) -> None:
     """A schema migrated by a newer trio-voice is refused rather than misread."""
     async with open_store(pg_url):

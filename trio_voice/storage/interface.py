@@ -30,7 +30,7 @@ ROLES = frozenset({"user", "assistant", "system"})
 
 # The version of the logical schema (tables, columns, meaning). Every backend keeps one migration per
 # version, so a version number means the same data model whatever the backend; bump it with all of them.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: messages have an ``item_id`` (the realtime API's item, for conversation.item.delete)
 
 
 @attrs.frozen
@@ -42,6 +42,7 @@ class StoredMessage:
     interrupted: bool
     response_id: str | None
     created_at: float  # seconds since the epoch
+    item_id: str | None = None  # the client's name for the message (a realtime item id), if it has one
 
 
 class ConversationStore(Protocol):
@@ -59,7 +60,10 @@ class ConversationStore(Protocol):
         *,
         interrupted: bool = False,
         response_id: str | None = None,
+        item_id: str | None = None,
     ) -> None: ...
+
+    async def delete_message(self, conversation_id: str, item_id: str) -> bool: ...
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]: ...
 

@@ -72,6 +72,10 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX turns_by_status ON turns (status, created_at);
     CREATE INDEX turns_by_conversation ON turns (conversation_id);
     """,
+    2: """
+    ALTER TABLE messages ADD COLUMN item_id text;
+    CREATE INDEX messages_by_item ON messages (conversation_id, item_id) WHERE item_id IS NOT NULL;
+    """,
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1)), "one migration per schema version"
 
