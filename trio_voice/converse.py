@@ -6,8 +6,10 @@
     └── run_one_turn(handle, ...)       response.created → (the turn nursery, trio_voice.turn) → response.done
 
 ``converse_task`` takes what :class:`~trio_voice.turn_control.TurnControl` says to do next: requests that
-were superseded before they started are opened and closed at once (``cancelled``, ``new_message``); the
-newest runs. ``run_one_turn`` runs one reply inside its ``TurnHandle.scope`` and, however it ends
+were superseded (or cancelled) before they started are opened and closed at once (``cancelled``,
+``new_message`` or the cancel's reason); the newest runs. A ``respond`` request (the realtime API's
+``response.create``) answers the stored conversation as it stands, with the request's own
+instructions and output modality when it has them. ``run_one_turn`` runs one reply inside its ``TurnHandle.scope`` and, however it ends
 (completed, cancelled, failed, the client gone), sends its ``response.done`` through ``emit`` and stores
 what was actually sent. The HTTP streaming fallbacks call ``run_one_turn`` too, with their own emit.
 """
@@ -30,7 +32,7 @@ from .ids import new_id
 from .session_state import SessionState
 from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
-from .turn_control import TurnControl, TurnHandle, TurnKind
+from .turn_control import PendingTurn, TurnControl, TurnHandle, TurnKind
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +53,13 @@ async def converse_task(
     """Run the session's turns until cancelled. ``emit_for(request_id)`` is how a turn's events go out."""
     while True:
         superseded, turn = await control.wait_next()
-        for request in [*superseded, *([turn] if turn is not None else [])]:
+        closing: list[tuple[PendingTurn, CancelReason | None]] = [*superseded]
+        if turn is not None:
+            closing.append((turn, None))
+        for request, cancelled in closing:
             handle = control.start(request, new_id("resp"))
-            if request is not turn:
-                handle.cancel(CancelReason.NEW_MESSAGE)
+            if cancelled is not None:
+                handle.cancel(cancelled)
             try:
                 await run_one_turn(
                     handle,
@@ -87,6 +92,7 @@ async def run_one_turn(
     the ``response_id``, then ``response.done`` with ``status: failed`` and the error code as reason.
     """
     request = handle.request
+    item_id = new_id("item")  # the assistant message's name, in the store and in the realtime API
     record = TurnRecord(started_at=request.started_at)
     record.marks.update(request.speech_marks)
     state.remember(handle.response_id, record)
@@ -96,28 +102,33 @@ async def run_one_turn(
     metrics: dict[str, Any] | None = None
     user_stored = request.kind != TurnKind.CHAT
     try:
-        await emit(ReplyCreated(handle.response_id))
+        await emit(ReplyCreated(handle.response_id, item_id))
         try:
             if not user_stored:
                 # The user's words are part of the conversation even if the reply never runs.
-                await engines.store.add_message(conversation_id, "user", request.text)
+                await engines.store.add_message(
+                    conversation_id, "user", request.text, item_id=request.item_id
+                )
                 user_stored = True
             with handle.scope:
                 messages: list[dict[str, str]] = []
-                if request.kind == TurnKind.CHAT:
+                if request.kind != TurnKind.SPEAK:
+                    instructions = request.instructions
                     messages = await context_for(
                         engines.store,
                         conversation_id,
-                        instructions=state.instructions,
+                        instructions=state.instructions if instructions is None else instructions,
                         limit=config.history_messages,
                     )
+                output_audio = request.output_audio
                 turn_request = TurnRequest(
                     response_id=handle.response_id,
-                    kind=request.kind,
+                    # A reply over the history is an LLM turn like any other once its context is built.
+                    kind=TurnKind.SPEAK if request.kind == TurnKind.SPEAK else TurnKind.CHAT,
                     text=request.text,
                     messages=messages,
                     started_at=request.started_at,
-                    output_audio=state.output_audio,
+                    output_audio=state.output_audio if output_audio is None else output_audio,
                 )
                 await run_turn(
                     turn_request, emit, llm=engines.llm, tts=engines.tts, config=config, record=record
@@ -156,6 +167,7 @@ async def run_one_turn(
                     status=status,
                     reason=reason,
                     metrics=metrics,
+                    item_id=item_id,
                 )
 
 

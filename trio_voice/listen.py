@@ -9,7 +9,9 @@
 
 Turn-taking goes through the session's :class:`~trio_voice.turn_control.TurnControl`: speech start is
 a barge-in (and holds any request until the user is done), the end of an utterance announces a final
-transcript, and the final asks for the reply. The listener never starts or cancels a turn itself.
+transcript, and the final asks for the reply. The listener never starts or cancels a turn itself. When
+the session asks for no replies to speech (``SessionState.create_response`` off), a final is stored as
+the user's message instead, before the requests it held are released.
 
 Bounds: at most ``Config.max_queued_transcriptions`` finals and clips wait for the recognizer; a clip that
 finds the queue full is refused (``audio_rate_exceeded``), a final waits for room (finals are rare: one per
@@ -30,6 +32,7 @@ from .audio import Resampler, pcm16_to_float, resample
 from .codec import codes
 from .errors import RecognitionError, RemoteProtocolError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
+from .ids import new_id
 from .listen_buffers import AudioWindow, Mailbox, PartialJob
 from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
 from .segmenter import (
@@ -64,14 +67,19 @@ class FinalJob:
     marks: dict[str, float]
     request_id: str | None
     clear_speech: bool = False
+    item_id: str | None = None  # the user message the transcript becomes
 
 
 @attrs.frozen
 class ClipJob:
-    """A one-shot ``transcribe`` clip (16 kHz): answered with ``transcript.final``, no reply."""
+    """A one-shot ``transcribe`` clip (16 kHz): answered with ``transcript.final``, no reply. With an
+    ``item_id`` it is a user message: ``text`` and the transcript are stored as it."""
 
     audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
     request_id: str | None
+    item_id: str | None = None
+    text: str = ""
+    announced: bool = False  # the receiver announced it: one transcription_done is owed
 
 
 TranscriptionJob = FinalJob | ClipJob
@@ -95,6 +103,7 @@ class Listener:
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD chunk
         self.utterance = 0  # bumped at every turn end; partials of older utterances are dropped
         self.speech_start_ms: float | None = None
+        self.item_id: str | None = None  # the current utterance's user message, named at speech start
         self.speech_probabilities: list[float] = []  # VAD output over the current utterance
         self.voiced_since_partial_ms = 0.0  # partials are paced by new speech, not by silence
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
@@ -160,8 +169,10 @@ class Listener:
         self.speech_start_ms = start.start_ms
         self.speech_probabilities = []
         self.voiced_since_partial_ms = self.segmenter.position_ms - start.detected_ms
-        self.ctx.state.turns.speech_started(self.server_time(start.detected_ms))
-        await self.ctx.send(SpeechStarted(int(start.detected_ms)))
+        self.item_id = new_id("item")
+        state = self.ctx.state
+        state.turns.speech_started(self.server_time(start.detected_ms), interrupt=state.interrupt_response)
+        await self.ctx.send(SpeechStarted(int(start.detected_ms), self.item_id))
 
     async def maybe_partial(self, *, voiced: bool) -> None:
         """Post a partial job after every ``partial_interval`` of new voiced audio.
@@ -183,7 +194,7 @@ class Listener:
             self.voiced_since_partial_ms = 0.0
             self.mailbox.post(PartialJob(self.utterance, self.window.between(self.speech_start_ms, position)))
 
-    async def on_speech_end(self, end: SpeechEnd) -> None:
+    async def on_speech_end(self, end: SpeechEnd, *, announced: bool = False) -> None:
         assert self.speech_start_ms is not None
         audio = self.window.between(self.speech_start_ms, end.end_ms + TAIL_MS)
         probabilities = self.speech_probabilities or [0.0]
@@ -191,35 +202,40 @@ class Listener:
         self.utterance += 1
         self.speech_start_ms = None
         # Announce the final before the speech ends, so no request slips in between and starts over it.
-        self.ctx.state.turns.transcription_started()
+        if not announced:
+            self.ctx.state.turns.transcription_started()
         self.ctx.state.turns.speech_stopped()
         await self.ctx.send(SpeechStopped(int(end.end_ms)))
         marks = {"speech_end": self.server_time(end.end_ms), "vad_decided": self.server_time(end.decided_ms)}
-        await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear))
+        await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear, item_id=self.item_id))
 
     async def on_commit(self, commit: Commit) -> None:
         """End the user's turn by hand: whatever speech is buffered becomes the final transcript."""
         if self.automatic:
             end = self.segmenter.end_now()
             if end is None:
-                await self.ctx.send(
-                    ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no speech is buffered to commit"), commit.request_id
-                )
+                await self._nothing_to_commit(commit, "no speech is buffered to commit")
                 return
             end = attrs.evolve(end, end_ms=self.window.end_ms)
-            await self.on_speech_end(end)
+            await self.on_speech_end(end, announced=commit.announced)
             return
         audio = self.window.between(self.manual_start_ms, self.window.end_ms)
         self.manual_start_ms = self.window.end_ms
         self.window.trim(self.manual_start_ms)
         if audio.size == 0:
-            await self.ctx.send(
-                ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no audio is buffered to commit"), commit.request_id
-            )
+            await self._nothing_to_commit(commit, "no audio is buffered to commit")
             return
         now = self.server_time(self.window.end_ms)
-        self.ctx.state.turns.transcription_started()
-        await self.jobs_tx.send(FinalJob(audio, {"speech_end": now, "vad_decided": now}, commit.request_id))
+        if not commit.announced:
+            self.ctx.state.turns.transcription_started()
+        item_id = commit.item_id or new_id("item")
+        marks = {"speech_end": now, "vad_decided": now}
+        await self.jobs_tx.send(FinalJob(audio, marks, commit.request_id, item_id=item_id))
+
+    async def _nothing_to_commit(self, commit: Commit, message: str) -> None:
+        if commit.announced:
+            self.ctx.state.turns.transcription_done(None)  # no transcript is coming after all
+        await self.ctx.send(ErrorEvent(codes.INPUT_AUDIO_EMPTY, message), commit.request_id)
 
     def on_clear(self) -> None:
         if self.segmenter.in_speech:
@@ -235,8 +251,12 @@ class Listener:
         """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
         audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
         try:
-            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id))
+            self.jobs_tx.send_nowait(
+                ClipJob(audio, clip.request_id, clip.item_id, clip.text, announced=clip.announced)
+            )
         except trio.WouldBlock:
+            if clip.announced:
+                self.ctx.state.turns.transcription_done(None)
             limit = self.ctx.config.max_queued_transcriptions
             exc = RemoteProtocolError(
                 f"{limit} transcriptions are queued already; clip dropped", code=codes.AUDIO_RATE_EXCEEDED
@@ -272,7 +292,8 @@ async def transcription_task(
 
 
 async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
-    """The final transcript of one utterance, then its request for a reply (unless it was noise)."""
+    """The final transcript of one utterance, then its request for a reply (unless it was noise, or the
+    session wants no replies to speech: then the words are stored before held requests go on)."""
     turn: PendingTurn | None = None
     try:
         try:
@@ -291,6 +312,9 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
             await ctx.send(TranscriptFinal(""), job.request_id)
             return
         await ctx.send(TranscriptFinal(text), job.request_id)
+        if not ctx.state.create_response:
+            await ctx.add_user_message(text, job.item_id, job.request_id)
+            return
         turn = PendingTurn(
             TurnKind.CHAT,
             text,
@@ -298,6 +322,7 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
             job.marks["speech_end"],
             speech_marks=job.marks,
             spoken=True,
+            item_id=job.item_id,
         )
     finally:
         if turn is None:
@@ -306,12 +331,23 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
 
 
 async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
+    """A clip's transcript; a clip that is a user message is stored (its typed words too, whatever the
+    recognizer did) before the requests it held go on."""
+    text = ""
     try:
-        text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
-    except RecognitionError as exc:
-        await ctx.error(exc, job.request_id)
-        return
-    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text), job.request_id)
+        try:
+            heard = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
+        except RecognitionError as exc:
+            await ctx.error(exc, job.request_id)
+        else:
+            text = "" if is_hallucination(heard) else heard
+            await ctx.send(TranscriptFinal(text), job.request_id)
+        words = " ".join(part for part in (job.text, text) if part)
+        if job.item_id is not None and words:
+            await ctx.add_user_message(words, job.item_id, job.request_id)
+    finally:
+        if job.announced:
+            ctx.state.turns.transcription_done(None)
 
 
 def _probabilities(vad, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
