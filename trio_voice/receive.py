@@ -1,16 +1,18 @@
 """Reading a session's socket: client frames in, decoded and acted on, never waiting for a reply.
 
-``receive_task`` reads frames, applies the size and rate limits, and hands each decoded message to
-``dispatch``. Requests, cancels and truncations are synchronous calls on the session's ``TurnControl``
-and state, so a flood of requests or a reply winding down never stops this task from reading the next
-frame (a ``response.cancel``, or the audio that barges in).
+``receive_task`` reads frames, applies the size and rate limits and the idle timeout, and hands each
+message its wire (``trio_voice.wire``) decoded to the wire's ``dispatch``; refusals go out as the wire
+renders them. ``dispatch`` here is the native protocol's; ``update_session`` and ``truncate_reply`` are
+shared with the realtime one. Requests, cancels and truncations are synchronous calls on the session's
+``TurnControl`` and state, so a flood of requests or a reply winding down never stops this task from
+reading the next frame (a ``response.cancel``, or the audio that barges in).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -18,12 +20,15 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from . import codec
 from .codec import codes
 from .codec.codes import CancelReason
-from .errors import RemoteProtocolError, StorageError
+from .errors import RemoteProtocolError, StorageError, TrioVoiceError
 from .events import ErrorEvent, Pong, SessionUpdated
 from .limits import TokenBucket
 from .listen_items import AudioIn, Clear, Commit, TranscribeClip
 from .session_context import SessionContext
 from .turn_control import PendingTurn, TurnKind
+
+if TYPE_CHECKING:
+    from .wire import Wire
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +36,8 @@ logger = logging.getLogger(__name__)
 THROTTLED_ERRORS = frozenset({codes.RATE_LIMITED, codes.AUDIO_RATE_EXCEEDED})
 
 
-async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext) -> None:
-    """Read client frames until the connection ends or idles out; dispatch each decoded message."""
+async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext, wire: Wire) -> None:
+    """Read client frames until the connection ends or idles out; ``wire`` decodes and dispatches each."""
     config = ctx.config
     messages = TokenBucket(rate=config.max_messages_per_second, burst=config.max_messages_per_second)
     throttled: dict[str, float] = {}  # error code → when it was last sent
@@ -46,37 +51,41 @@ async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext) -> None:
             await ctx.send(ErrorEvent(codes.IDLE_TIMEOUT, f"no message for {config.idle_timeout:g} s"))
             await ctx.close(codes.CLOSE_NORMAL, "idle timeout")
             await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+        message: Any = None
         try:
             codec.check_frame_size(
                 len(frame) if isinstance(frame, bytes) else len(frame.encode()),
                 max_frame_bytes=config.max_frame_bytes,
             )
-            if isinstance(frame, bytes):
-                message: codec.ClientMessage = codec.decode_binary(frame)
-            else:
-                message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
-                # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
-                if not isinstance(message, codec.InputAudioAppend) and not messages.take(trio.current_time()):
-                    raise RemoteProtocolError(
-                        f"more than {config.max_messages_per_second:g} messages per second; message dropped",
-                        code=codes.RATE_LIMITED,
-                        request_id=message.request_id,
-                    )
-            await dispatch(message, ctx=ctx)
+            message = wire.decode(frame)
+            # Audio is bounded by the audio budget; everything else by this one.
+            if not wire.is_audio(message) and not messages.take(trio.current_time()):
+                raise RemoteProtocolError(
+                    f"more than {config.max_messages_per_second:g} messages per second; message dropped",
+                    code=codes.RATE_LIMITED,
+                    request_id=getattr(message, "request_id", None),
+                )
+            await wire.dispatch(message, ctx=ctx)
         except RemoteProtocolError as exc:
             if exc.code in THROTTLED_ERRORS:
                 now = trio.current_time()
                 if now - throttled.get(exc.code, -math.inf) < 1.0:
                     continue
                 throttled[exc.code] = now
-            await ctx.error(exc, exc.request_id)
+            await _refuse(ctx, wire, exc, message)
             if exc.close_code is not None:
                 await ctx.close(exc.close_code, exc.message[:120])
                 await trio.sleep_forever()  # the writer ends the session once the close handshake is done
         except StorageError as exc:
-            # session.update naming a conversation while the store is failing: the session goes on.
+            # The store failed while a message was acted on (a conversation looked up, a message
+            # stored or deleted): the client is told, the session goes on.
             logger.warning("session %s: storage failed: %s", ctx.state.session_id, exc)
-            await ctx.error(exc, getattr(message, "request_id", None))
+            await _refuse(ctx, wire, exc, message)
+
+
+async def _refuse(ctx: SessionContext, wire: Wire, exc: TrioVoiceError, message: Any) -> None:
+    ctx.telemetry.error(exc.code)
+    await ctx.out_tx.send(wire.refusal(exc, message))
 
 
 async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None:
@@ -135,7 +144,7 @@ async def dispatch_audio(
         )
     match message:
         case codec.InputAudioFrame() | codec.InputAudioAppend():
-            _charge_audio(ctx, len(message.audio), ctx.state.input_sample_rate, rid)
+            charge_audio(ctx, len(message.audio) / 2 / ctx.state.input_sample_rate, rid)
             await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
         case codec.InputAudioCommit():
             await ctx.audio_tx.send(Commit(rid))
@@ -143,15 +152,19 @@ async def dispatch_audio(
             await ctx.audio_tx.send(Clear(rid))
         case codec.Transcribe():
             rate = message.sample_rate or ctx.state.input_sample_rate
-            _charge_audio(ctx, len(message.audio), rate, rid)
+            charge_audio(ctx, len(message.audio) / 2 / rate, rid)
             await ctx.audio_tx.send(TranscribeClip(message.audio, rate, rid))
         case _:
             assert_never(message)
 
 
-def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str | None) -> None:
-    """Take ``nbytes`` of PCM16 at ``rate`` from the session's audio budget, or refuse the audio."""
-    if not ctx.audio_budget.take(trio.current_time(), nbytes / 2 / rate):
+def charge_audio(ctx: SessionContext, seconds: float, request_id: str | None) -> None:
+    """Take ``seconds`` of input audio from the session's audio budget, or refuse the audio.
+
+    Raises:
+        RemoteProtocolError: ``audio_rate_exceeded``.
+    """
+    if not ctx.audio_budget.take(trio.current_time(), seconds):
         raise RemoteProtocolError(
             f"audio is arriving faster than {ctx.config.max_audio_realtime_factor:g}x real time; audio dropped",
             code=codes.AUDIO_RATE_EXCEEDED,

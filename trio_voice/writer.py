@@ -1,9 +1,12 @@
-"""The only writer to a session's socket: events in, through the protocol's connection object, frames out.
+"""The only writer to a session's socket: events in, through the session's wire protocol, frames out.
 
 Every event of a session reaches the client through :func:`send_task`, by way of an unbuffered channel:
 when a sender's ``send`` returns, the writer holds the event; when it is cancelled, the event was never
-taken. The writer numbers nothing itself: ``codec.ServerConnection`` owns ``seq`` and checks each reply's
-lifecycle, so a bug that would send a reply event after its ``response.done`` fails loudly instead.
+taken. The writer numbers and checks nothing itself: the session's wire (``Wire.render``) renders each event,
+through the protocol's connection object (``codec.ServerConnection`` owns ``seq``, the realtime
+``RealtimeConnection`` its event ids), which checks each reply's lifecycle, so a bug that would send a
+reply event after its ``response.done`` fails loudly instead. One event may become several frames (a
+realtime ``response.done`` is preceded by the ``*.done`` events of its parts); they go out in order.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from typing import Any
 import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
-
-from . import codec
 
 # Seconds a closing handshake may take before the connection is dropped.
 CLOSE_TIMEOUT = 2.0
@@ -51,11 +52,13 @@ def emitter(
 async def send_task(
     ws: WebSocketConnection,
     out_rx: trio.MemoryReceiveChannel[Outgoing | CloseConnection],
-    connection: codec.ServerConnection,
+    render: Callable[[Any, str | None], list[str]],
     *,
     on_closed: Callable[[], None],
 ) -> None:
     """Write every event to the socket, in order, until told to close or the connection is gone.
+
+    ``render(event, request_id)`` is the session wire's (``Wire.render``): the frames an event becomes.
 
     Calls ``on_closed()`` (which ends the session) when the socket closed under it or it closed it.
     Raises ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
@@ -70,9 +73,9 @@ async def send_task(
                         pass
                 on_closed()
                 return
-            text = connection.send(item.event, request_id=item.request_id)
             try:
-                await ws.send_message(text)
+                for text in render(item.event, item.request_id):
+                    await ws.send_message(text)
             except ConnectionClosed:
                 on_closed()
                 return
