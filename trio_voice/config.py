@@ -174,6 +174,9 @@ class Config:
     heartbeat_interval: float = setting(20.0, "seconds between WebSocket pings; 0 disables", minimum=0)
     shutdown_grace: float = setting(10.0, "seconds running replies may finish on SIGTERM", minimum=0)
 
+    # --- fake engines (serve --fake-engines: load tests, protocol tests) ----------------------------
+    fake_llm_token_delay: float = setting(0.0, "with --fake-engines: seconds between the fake LLM's tokens, so replies last long enough to interrupt", minimum=0)  # fmt: skip
+
     # --- logging ----------------------------------------------------------------------------------
     log_format: str = setting("text", "log line format", choices=("text", "json"))
     log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
