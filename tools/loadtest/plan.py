@@ -143,6 +143,8 @@ class Plan:
             real time) before the think time: users who listen to the whole answer.
         conversation_turns: turns per WebSocket session; a user then reconnects and starts a new
             conversation (empty history). ``None``: one session for all of a user's turns.
+        protocol: ``"voice"`` (``/v1/voice``) or ``"realtime"`` (``/v1/realtime``, the OpenAI Realtime
+            API); the URL must be the matching endpoint.
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -156,6 +158,7 @@ class Plan:
     turn_timeout: float = 30.0
     conversation_turns: int | None = None
     listen: bool = False
+    protocol: str = attrs.field(default="voice", validator=attrs.validators.in_(("voice", "realtime")))
 
     @property
     def needs_audio(self) -> bool:
