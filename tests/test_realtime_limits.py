@@ -117,3 +117,25 @@ async def test_metrics_and_sessions_count_realtime_sessions(tmp_path: Path) -> N
             with trio.fail_after(5):
                 listed = (await http.get("/v1/sessions")).json()
     assert len(listed["sessions"]) == 1
+
+
+async def test_a_protocol_bug_is_told_as_internal_error_then_close_1011(tmp_path: Path, monkeypatch) -> None:
+    """If the realtime connection refuses what the core asks it to send (our bug: LocalProtocolError),
+    the client gets an internal_error and the connection is closed with 1011; the server goes on."""
+    from trio_voice.errors import LocalProtocolError
+    from trio_voice.realtime import RealtimeConnection
+
+    def broken_start(self, response_id, request_id, item_id):  # type: ignore[no-untyped-def]
+        raise LocalProtocolError(f"response {response_id} refused (test)")
+
+    monkeypatch.setattr(RealtimeConnection, "_start", broken_start)
+    async with run_server(tmp_path) as server:
+        async with connect_realtime(server.listening.realtime_url) as client:
+            await client.send({"type": "response.create"})
+            [error] = await client.recv_until("error")
+            assert (error["error"]["code"], error["error"]["type"]) == ("internal_error", codes.SERVER_ERROR)
+            assert await closed_with(client.ws) == 1011
+        monkeypatch.undo()
+        async with connect_realtime(server.listening.realtime_url) as client:
+            await client.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
+            assert (await client.recv_until("response.done"))[-1]["response"]["status"] == "completed"
