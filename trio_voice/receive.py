@@ -162,6 +162,14 @@ def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str |
 async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -> None:
     """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force."""
     state = ctx.state
+    # Checked before anything changes: a refused update is dropped whole, never half applied.
+    if message.turn_detection is not None and message.turn_detection.type == "semantic":
+        if ctx.engines.turn_model is None:
+            raise RemoteProtocolError(
+                "turn_detection 'semantic' needs the end-of-turn model, which this server was started without",
+                code=codes.UNSUPPORTED,
+                request_id=message.request_id,
+            )
     if message.conversation_id is not None and message.conversation_id != state.conversation_id:
         if not await ctx.engines.store.conversation_exists(message.conversation_id):
             raise RemoteProtocolError(

@@ -18,6 +18,7 @@ import trio
 
 from .config import Config
 from .engines import TTS, Engines
+from .errors import ModelPreparationError
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
@@ -37,6 +38,7 @@ class Loaded:
     """Engines as they finish loading in parallel."""
 
     tts: object = None
+    turn_model: object = None
     stt: object = None
     vad_factory: object = None
 
@@ -58,6 +60,7 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         async with trio.open_nursery() as loading:
             loading.start_soon(_load_tts, config, loaded)
             loading.start_soon(_load_stt, config, loaded)
+            loading.start_soon(_load_turn_model, config, loaded, telemetry)
         if config.llm_url is None:
             stats = EmbeddedLLMStats()
             base_url = await nursery.start(partial(serve_embedded_llm, config, stats))
@@ -78,7 +81,14 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         loaded.stt.on_queue_wait = partial(telemetry.observe_queue_wait, "stt")  # type: ignore[attr-defined]
         tts = await _cached_tts(config, loaded.tts, telemetry)  # type: ignore[arg-type]
         logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, tts.sample_rate)
-        yield Engines(llm=llm, tts=tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
+        yield Engines(
+            llm=llm,
+            tts=tts,  # type: ignore[arg-type]
+            stt=loaded.stt,  # type: ignore[arg-type]
+            vad_factory=loaded.vad_factory,  # type: ignore[arg-type]
+            turn_model=loaded.turn_model,  # type: ignore[arg-type]
+            store=store,
+        )
 
 
 async def _cached_tts(config: Config, tts: TTS, telemetry: Telemetry) -> TTS:
@@ -110,6 +120,24 @@ async def _load_tts(config: Config, loaded: Loaded) -> None:
             Synthesizer.load, config.tts_model, instances=config.tts_instances, threads=config.tts_threads
         )
     )
+
+
+async def _load_turn_model(config: Config, loaded: Loaded, telemetry: Telemetry) -> None:
+    """The Smart Turn end-of-turn model (semantic turn detection), warmed up with one call.
+
+    Without it (pipecat-ai's wheel not installed), sessions fall back to ``server_vad``: a missing
+    optional model must not stop the server.
+    """
+    from .smart_turn import EndOfTurnModel
+
+    try:
+        model = await trio.to_thread.run_sync(partial(EndOfTurnModel.load, threads=config.turn_model_threads))
+    except ModelPreparationError as exc:
+        logger.warning("no end-of-turn model, so turns end on silence alone (server_vad): %s", exc)
+        return
+    await trio.to_thread.run_sync(model.predict_sync, np.zeros(16000, dtype=np.float32))  # warm-up
+    model.on_queue_wait = partial(telemetry.observe_queue_wait, "turn")
+    loaded.turn_model = model
 
 
 async def _load_stt(config: Config, loaded: Loaded) -> None:
