@@ -20,7 +20,6 @@ from trio_voice.codec import (
     CLIENT_MESSAGE_TYPES,
     SERVER_EVENT_TYPES,
     SUPPORTED_SAMPLE_RATES,
-    TurnDetection,
     codes,
     decode_server,
     decode_server_event,

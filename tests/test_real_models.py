@@ -60,7 +60,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 @pytest.fixture(scope="module")
 def recognizer():
     """The same whisper model the server uses, to check what the server said."""
-    from tests.speech import speech_with_pause, whisper_model_path
+    from tests.speech import whisper_model_path
     from trio_voice.stt import Recognizer
 
     return Recognizer.load(whisper_model_path(), threads=1)
