@@ -18,7 +18,7 @@ from trio_voice.config import Config
 from trio_voice.errors import ConfigError, SynthesisError
 from trio_voice.startup import _cached_tts
 from trio_voice.telemetry import Telemetry
-from trio_voice.testing import FakeTTS, tone
+from trio_voice.testing import VOICE_HZ, FakeTTS, tone
 from trio_voice.tts_cache import CachedTTS, normalize_text
 
 RATE = 22050
@@ -26,7 +26,7 @@ RATE = 22050
 
 def audio_of(text: str) -> bytes:
     """What FakeTTS says for ``text``: 60 ms of tone per character."""
-    return tone(len(text) * 60.0 / 1000.0, RATE)  # as FakeTTS computes it
+    return tone(len(text) * 60.0 / 1000.0, RATE, VOICE_HZ)  # as FakeTTS computes it
 
 
 @attrs.define

@@ -163,6 +163,9 @@ class Config:
     turn_fallback_ms: int = setting(700, "semantic turn detection: silence that ends a turn whatever the model says, in ms", minimum=300, maximum=10_000)  # fmt: skip
     turn_pause_ms: int = setting(200, "semantic turn detection: silence after which the model judges the pause, in ms", minimum=64, maximum=1000)  # fmt: skip
     turn_speculative: bool = setting(True, "semantic turn detection: start the reply at a pause, held until the turn is confirmed")  # fmt: skip
+    # The echo guard (trio_voice.echo): speech detection ignores microphone audio that is the reply's own
+    # echo (a speaker-phone), judged against the reply audio sent; ~0.5 ms per chunk while a reply plays.
+    echo_guard: bool = setting(True, "ignore the reply's own echo in the microphone when detecting speech")
     # The Smart Turn end-of-turn model (turn_detection "semantic"). One onnxruntime thread: a call is ~30 ms
     # of CPU on these machines, and a second thread would compete with whisper.cpp and Piper for the core.
     turn_model_threads: int = setting(1, "onnxruntime threads of the Smart Turn end-of-turn model", minimum=1)

@@ -33,10 +33,12 @@ import trio
 
 from .audio import Resampler, pcm16_to_float, resample
 from .codec import codes
+from .echo import EchoGuard
 from .errors import RecognitionError, RemoteProtocolError, TurnModelError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptPartial
 from .listen_buffers import AudioWindow, Mailbox, PartialJob
 from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
+from .playback import Heard, Sent, Stopped
 from .segmenter import CHUNK_MS, CHUNK_SAMPLES, SAMPLE_RATE, SpeechStart
 from .session_context import SessionContext
 from .stt import is_hallucination
@@ -87,6 +89,7 @@ class Listener:
         self.voiced_since_partial_ms = 0.0  # partials are paced by new speech, not by silence
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
         self.clock = (0.0, 0.0)  # (stream ms, server time) at the last frame
+        self.echo = EchoGuard() if ctx.config.echo_guard else None
         self.mailbox: Mailbox[PartialJob] = Mailbox()
         self.checks: Mailbox[TurnCheck] = (
             Mailbox()
@@ -111,6 +114,30 @@ class Listener:
         at_ms, at_time = self.clock
         return at_time - (at_ms - stream_ms) / 1000.0
 
+    def stream_ms(self, server_time: float) -> float:
+        """The stream position live at ``server_time`` (the inverse of :meth:`server_time`)."""
+        at_ms, at_time = self.clock
+        return at_ms - (at_time - server_time) * 1000.0
+
+    def _update_echo_guard(self) -> None:
+        """Tell the echo guard what the client has been playing since the last frame."""
+        entries = self.ctx.state.playback.drain()
+        if self.echo is None:
+            return
+        for entry in entries:
+            match entry:
+                case Sent():
+                    self.echo.reply_audio(
+                        entry.pcm,
+                        entry.sample_rate,
+                        sent_at_ms=self.stream_ms(entry.at),
+                        reply=entry.response_id,
+                    )
+                case Heard():
+                    self.echo.reply_played(entry.played_ms, at_ms=self.stream_ms(entry.at))
+                case Stopped():
+                    self.echo.reply_stopped(self.stream_ms(entry.at))
+
     # --- audio in ---------------------------------------------------------------------------------
     async def on_audio(self, item: AudioIn) -> None:
         rate = self.ctx.state.input_sample_rate
@@ -130,10 +157,13 @@ class Listener:
         if whole == 0:
             return
         chunks, self.pending = self.pending[:whole].reshape(-1, CHUNK_SAMPLES), self.pending[whole:]
+        self._update_echo_guard()
         if getattr(self.vad, "blocking", True):
-            probabilities = await trio.to_thread.run_sync(partial(_probabilities, self.vad, chunks))
+            probabilities = await trio.to_thread.run_sync(
+                partial(_probabilities, self.vad, self.echo, chunks)
+            )
         else:
-            probabilities = _probabilities(self.vad, chunks)
+            probabilities = _probabilities(self.vad, self.echo, chunks)
         async with self.lock:
             self._follow_settings()
             for p in probabilities:
@@ -309,8 +339,18 @@ def _until_now(decision: Decision, now_ms: float) -> Decision:
     return attrs.evolve(decision, end_ms=now_ms) if isinstance(decision, TurnEnd) else decision
 
 
-def _probabilities(vad, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
-    return [vad.probability(chunk) for chunk in chunks]
+def _probabilities(vad, echo: EchoGuard | None, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
+    """Speech probability per chunk; 0 for a chunk the echo guard finds is the reply's own echo.
+
+    The VAD sees every chunk (its state follows the audio), and so does the guard (its window too).
+    """
+    probabilities = []
+    for chunk in chunks:
+        p = vad.probability(chunk)
+        if echo is not None and echo.check(chunk).echo:
+            p = 0.0
+        probabilities.append(p)
+    return probabilities
 
 
 async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: SessionContext) -> None:

@@ -201,6 +201,7 @@ async def truncate_reply(
         )
     _, record = found
     record.heard_ms = audio_end_ms
+    ctx.state.playback.heard(response_id, audio_end_ms, trio.current_time())
     if record.stored and audio_end_ms < record.audio_ms:
         # Queued behind the reply's own write on the store's single writer, so it lands after it.
         await ctx.engines.store.update_message_text(response_id, record.kept_text, interrupted=True)

@@ -92,7 +92,9 @@ async def run_session(
             out_tx, out_rx = trio.open_memory_channel[Outgoing | CloseConnection](0)
             audio_tx, audio_rx = trio.open_memory_channel[ListenItem](config.audio_buffer)
             end_session = nursery.cancel_scope.cancel
-            nursery.start_soon(partial(send_task, ws, out_rx, connection, on_closed=end_session))
+            nursery.start_soon(
+                partial(send_task, ws, out_rx, connection, on_closed=end_session, on_sent=state.playback.on_sent)
+            )
             ctx = SessionContext(
                 state,
                 engines,

@@ -15,6 +15,7 @@ import attrs
 
 from . import codec
 from .config import Config
+from .playback import PlaybackLog
 from .turn import TurnRecord
 from .turn_control import TurnControl
 
@@ -64,6 +65,7 @@ class SessionState:
     turns: TurnControl = attrs.field(factory=TurnControl)
     turn_counts: Counter[str] = attrs.field(factory=Counter)
     records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
+    playback: PlaybackLog = attrs.field(factory=PlaybackLog)  # reply audio sent, for the echo guard
     created_at: float = attrs.field(factory=time.time)
 
     @property

@@ -91,12 +91,16 @@ class FakeLLM:
             raise LLMError("connection refused (fake)", code="llm_unreachable")
 
 
+VOICE_HZ = 440.0  # the fake voice's tone; the fake user's is 220 Hz
+
+
 @attrs.define
 class FakeTTS:
     """A scripted synthesizer: ``ms_per_char`` of audio per character, after ``delay(text)`` seconds.
 
-    The audio is a quiet tone, so it decodes and has a measurable length. ``fail_on`` makes phrases
-    containing that substring fail like a broken voice.
+    The audio is a quiet tone, so it decodes and has a measurable length; at 440 Hz, so that the echo
+    guard can tell it from the 220 Hz tone that stands in for the user's voice (:func:`utterance`).
+    ``fail_on`` makes phrases containing that substring fail like a broken voice.
     """
 
     sample_rate: int = 22050
@@ -118,10 +122,10 @@ class FakeTTS:
         await trio.sleep(self.delay(text))
         if self.fail_on is not None and self.fail_on in text:
             raise SynthesisError(f"cannot synthesize {text!r} (fake)")
-        await on_audio(tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate))
+        await on_audio(tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate, VOICE_HZ))
 
     def synthesize_sync(self, text: str) -> bytes:
-        return tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate)
+        return tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate, VOICE_HZ)
 
 
 def tone(seconds: float, sample_rate: int, frequency: float = 220.0, amplitude: float = 0.2) -> bytes:
