@@ -30,6 +30,7 @@ from .audio import Resampler, pcm16_to_float, resample
 from .codec import codes
 from .errors import RecognitionError, RemoteProtocolError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
+from .languages import AUTO
 from .listen_buffers import AudioWindow, Mailbox, PartialJob
 from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
 from .segmenter import (
@@ -72,6 +73,7 @@ class ClipJob:
 
     audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
     request_id: str | None
+    language: str | None = None
 
 
 TranscriptionJob = FinalJob | ClipJob
@@ -118,7 +120,7 @@ class Listener:
 
     # --- audio in ---------------------------------------------------------------------------------
     async def on_audio(self, item: AudioIn) -> None:
-        rate = self.ctx.state.input_sample_rate
+        rate = item.sample_rate or self.ctx.state.input_sample_rate
         if self.resampler is None or self.resampler.from_rate != rate:
             self.resampler = Resampler(rate, SAMPLE_RATE)
         samples = self.resampler.process(pcm16_to_float(item.pcm))
@@ -235,7 +237,7 @@ class Listener:
         """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
         audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
         try:
-            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id))
+            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id, clip.language))
         except trio.WouldBlock:
             limit = self.ctx.config.max_queued_transcriptions
             exc = RemoteProtocolError(
@@ -251,7 +253,9 @@ class Listener:
             if job.utterance != self.utterance:
                 continue
             try:
-                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)  # type: ignore[union-attr]
+                text = await self.ctx.engines.stt.transcribe(  # type: ignore[union-attr]
+                    job.audio, partial=True, language=self.ctx.state.language
+                )
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue
@@ -276,7 +280,7 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
     turn: PendingTurn | None = None
     try:
         try:
-            text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
+            text, detected = await recognize(job.audio, ctx.state.language, ctx=ctx)
         except RecognitionError as exc:
             await ctx.error(exc, job.request_id)
             return
@@ -288,9 +292,9 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
                 job.audio.size / SAMPLE_RATE,
                 text,
             )
-            await ctx.send(TranscriptFinal(""), job.request_id)
+            await ctx.send(TranscriptFinal("", detected), job.request_id)
             return
-        await ctx.send(TranscriptFinal(text), job.request_id)
+        await ctx.send(TranscriptFinal(text, detected), job.request_id)
         turn = PendingTurn(
             TurnKind.CHAT,
             text,
@@ -298,6 +302,7 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
             job.marks["speech_end"],
             speech_marks=job.marks,
             spoken=True,
+            language=detected,
         )
     finally:
         if turn is None:
@@ -307,11 +312,21 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
 
 async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
     try:
-        text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
+        text, detected = await recognize(job.audio, job.language or ctx.state.language, ctx=ctx)
     except RecognitionError as exc:
         await ctx.error(exc, job.request_id)
         return
-    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text), job.request_id)
+    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text, detected), job.request_id)
+
+
+async def recognize(audio: np.ndarray, language: str, *, ctx: SessionContext) -> tuple[str, str | None]:
+    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected."""
+    stt = ctx.engines.stt
+    assert stt is not None
+    if language == AUTO:
+        text, detected = await stt.detect(audio)
+        return text, detected
+    return await stt.transcribe(audio, language=language), None
 
 
 def _probabilities(vad, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]

@@ -17,6 +17,9 @@ Rules:
   (utterance 1's final arriving after utterance 2 began becomes one turn with both), never answered
   over the user; a typed request waits until the user has finished.
 - **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts.
+- **Background work waits for quiet.** A ``background`` source (the session's narrations) is asked for
+  a turn only when no request waits, none is held and no turn runs; call :meth:`TurnControl.poke`
+  when what it would answer changes.
 
 The state is written by the sync methods (any task of the session) and by :meth:`TurnControl.start` /
 :meth:`TurnControl.finish` (the owner only); ``current`` has that one writer.
@@ -24,8 +27,9 @@ The state is written by the sync methods (any task of the session) and by :meth:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import Any
 
 import attrs
 import trio
@@ -36,6 +40,7 @@ from .codec.codes import CancelReason
 class TurnKind(StrEnum):
     CHAT = "chat"  # ask the LLM
     SPEAK = "speak"  # say the given text
+    NARRATE = "narrate"  # go on with a narration (trio_voice.narration)
 
 
 @attrs.frozen
@@ -52,6 +57,9 @@ class PendingTurn:
     started_at: float
     speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # spoken turns: VAD/STT times
     spoken: bool = False
+    voice: str | None = None  # None: the session's voice
+    language: str | None = None  # the language it was asked in, when detected (language "auto")
+    narration: Any = None  # NARRATE turns: the trio_voice.narration.Narration to go on with
 
     def merged_with(self, later: PendingTurn) -> PendingTurn:
         """One spoken turn of this utterance and a later one: both texts, the later one's timing."""
@@ -84,6 +92,8 @@ class TurnControl:
         self._speaking = False
         self._transcribing = 0  # spoken utterances whose final transcript is still coming
         self._changed = trio.Event()
+        # Asked for a turn when nothing else is to do (narration); see the module docstring.
+        self.background: Callable[[], PendingTurn | None] | None = None
 
     # --- reading ------------------------------------------------------------------------------------
     @property
@@ -153,6 +163,10 @@ class TurnControl:
         else:
             self._notify()
 
+    def poke(self) -> None:
+        """What the ``background`` source would answer may have changed: let the owner ask again."""
+        self._notify()
+
     def discard_pending(self) -> None:
         """Forget the waiting request (shutdown): it never started, so it has no reply to close."""
         self._pending = None
@@ -163,6 +177,10 @@ class TurnControl:
         """Wait until there is something to do; return the superseded requests to close, in order, and
         the request to start now (None while it is held)."""
         while not self._superseded and (self._pending is None or self.held):
+            if self._pending is None and not self.held and self._current is None and self.background:
+                quiet = self.background()
+                if quiet is not None:
+                    return [], quiet
             await self._changed.wait()
         superseded, self._superseded = self._superseded, []
         turn = None
