@@ -189,7 +189,11 @@ def choose_voice(request: PendingTurn, state: SessionState, engines: Engines) ->
 
 
 def _narration_progress(narration: Narration, response_id: str, emit: Emit):  # type: ignore[no-untyped-def]
-    """The turn's ``on_phrase_sent``: move the narration's place on, then say so."""
+    """The turn's ``on_phrase_sent``: move the narration's place on, then say so.
+
+    The place moves first: the phrase's audio is all sent, so it must not be said again after a pause
+    even if the pause cancels the progress event (``narration.paused`` then reports the place).
+    """
 
     async def on_phrase_sent(index: int, audio_ms: float) -> None:
         narration.phrase_sent(audio_ms)
