@@ -219,7 +219,9 @@ async def test_the_users_speech_interrupts_a_narration_and_is_answered(tmp_path)
     assert paused["reason"] == "turn_detected"
     answer = events[-1]
     assert answer["text"].startswith("You said: I spoke for")
-    assert [e["phrase_index"] for e in rest if e["type"] == "narration.progress"][0] == paused["phrase_index"]
+    assert (
+        next(e["phrase_index"] for e in rest if e["type"] == "narration.progress") == paused["phrase_index"]
+    )
     assert llm.active == 0 and tts.active == 0
 
 
