@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from tests.audio_codecs import decode_file, encode_opus
-from tests.conftest import IO_TIMEOUT, Client, connect, run_server
+from tests.conftest import Client, connect, run_server
 from tests.speech import synthesize_speech, whisper_model_path, word_error_rate
 from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
 from trio_voice.voices import Voice, Voices, read_voice_info
