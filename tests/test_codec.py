@@ -244,7 +244,7 @@ BAD_INPUT = [
     ({"type": "session.update", "conversation_id": "c" * 129}, codes.INVALID_FIELD, "'conversation_id'"),
     ({"type": "session.update", "turn_detection": "server_vad"}, codes.INVALID_FIELD, "'turn_detection'"),
     ({"type": "session.update", "turn_detection": {"type": 3}}, codes.INVALID_FIELD, "'type'"),
-    ({"type": "session.update", "turn_detection": {"type": "semantic"}}, codes.INVALID_FIELD, "'type'"),
+    ({"type": "session.update", "turn_detection": {"type": "semantic_vad"}}, codes.INVALID_FIELD, "'type'"),
     (
         {"type": "session.update", "turn_detection": {"type": "server_vad", "threshold": 1.5}},
         codes.INVALID_FIELD,
@@ -266,9 +266,9 @@ BAD_INPUT = [
         "'prefix_ms'",
     ),
     (
-        {"type": "session.update", "turn_detection": {"type": "none", "eagerness": "high"}},
+        {"type": "session.update", "turn_detection": {"type": "none", "patience": "high"}},
         codes.INVALID_FIELD,
-        "'eagerness'",
+        "'patience'",
     ),
     ({"type": "response.cancel", "response_id": 1}, codes.INVALID_FIELD, "'response_id'"),
     ({"type": "response.truncate", "response_id": "r"}, codes.INVALID_FIELD, "'audio_end_ms'"),
@@ -566,7 +566,7 @@ def test_render_session_config_reports_settings_and_limits():
     rendered = render_session_config(
         instructions="Be brief.",
         input_sample_rate=16000,
-        turn_detection=TurnDetection("server_vad", 0.5, 500, 300),
+        turn_detection=TurnDetection("server_vad", 0.5, 500, 300, "auto", 700, True),
         output_audio=True,
         output_sample_rate=22050,
         limits=session_limits(config),
@@ -576,6 +576,9 @@ def test_render_session_config_reports_settings_and_limits():
         "threshold": 0.5,
         "silence_ms": 500,
         "prefix_ms": 300,
+        "eagerness": "auto",
+        "fallback_ms": 700,
+        "speculative": True,
     }
     assert (rendered["limits"]["max_text_chars"], rendered["limits"]["idle_timeout"]) == (100, 60.0)
 

@@ -58,6 +58,19 @@ def _env_name(field: attrs.Attribute[Any]) -> str:
     return field.metadata["env"] or "TRIO_VOICE_" + field.name.upper()
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off), as an option or environment value."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+parse_bool.__name__ = "boolean"  # what argparse and ConfigError call the type
+
+
 def _value_type(field: attrs.Attribute[Any]) -> tuple[Any, bool]:
     """The argparse ``type`` of a Config field, and whether it takes several values."""
     annotation = field.type
@@ -67,7 +80,7 @@ def _value_type(field: attrs.Attribute[Any]) -> tuple[Any, bool]:
         return typing.get_args(annotation)[0], True
     if isinstance(annotation, types.UnionType):  # X | None
         return next(arg for arg in typing.get_args(annotation) if arg is not type(None)), False
-    return annotation, False
+    return (parse_bool if annotation is bool else annotation), False
 
 
 def settings() -> list[attrs.Attribute[Any]]:

