@@ -236,7 +236,7 @@ async def test_transcription_refuses_bad_uploads(tmp_path: Path) -> None:
         "invalid_audio": (400, "invalid_audio"),
         "invalid_field": (400, "invalid_field"),
         "unsupported_media_type": (415, "unsupported_media_type"),
-        "language": (400, "invalid_field"),
+        "language": (400, "language_unavailable"),
         "request_too_large": (413, "request_too_large"),
     }
     assert len(wav) < 1024 * 16

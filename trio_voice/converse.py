@@ -27,12 +27,24 @@ from .config import Config
 from .conversation import context_for, store_reply
 from .engines import Engines
 from .errors import EngineError, StorageError
-from .events import AudioReady, ErrorEvent, PhraseReady, ReplyCreated, ReplyDone, TextDelta
+from .events import (
+    AudioReady,
+    ErrorEvent,
+    NarrationDone,
+    NarrationPaused,
+    NarrationProgress,
+    PhraseReady,
+    ReplyCreated,
+    ReplyDone,
+    TextDelta,
+)
 from .ids import new_id
+from .narration import Narration
 from .session_state import SessionState
 from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
-from .turn_control import ReplyGate, TurnControl, TurnHandle, TurnKind
+from .turn_control import PendingTurn, ReplyGate, TurnControl, TurnHandle, TurnKind
+from .voices import Voice, language_of
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +183,7 @@ class Forwarded:
             if self.first_audio_at is None:
                 self.first_audio_at = trio.current_time()
             if self.phrase_audio_ms:
-                self.phrase_audio_ms[-1] += len(event.audio) / 2 / event.sample_rate * 1000.0
+                self.phrase_audio_ms[-1] += event.pcm_ms
 
     def apply_to(self, record: TurnRecord, gate: ReplyGate) -> None:
         """Make ``record`` say what was sent, and when: held events count from the moment they were let out."""
@@ -219,6 +231,14 @@ async def _reply(
     record = outcome.record
     conversation_id = state.conversation_id
     chat = request.kind == TurnKind.CHAT
+    voice = choose_voice(request, state, engines)
+    narration: Narration | None = request.narration
+    phrases: tuple[str, ...] = ()
+    on_phrase_sent = None
+    if narration is not None:
+        narration.begin_segment(lambda: record.heard_ms)
+        phrases = narration.phrases[narration.next_index :]
+        on_phrase_sent = _narration_progress(narration, handle.response_id, emit)
     for event in request.preamble:
         await emit(event)
     await emit(ReplyCreated(handle.response_id))
@@ -245,8 +265,11 @@ async def _reply(
                 messages=messages,
                 started_at=request.started_at,
                 output_audio=state.output_audio,
+                output_format=state.output_audio_format,
+                phrases=phrases,
+                on_phrase_sent=on_phrase_sent,
             )
-            await run_turn(turn_request, emit, llm=engines.llm, tts=engines.tts, config=config, record=record)
+            await run_turn(turn_request, emit, llm=engines.llm, tts=voice.tts, config=config, record=record)
             outcome.status, outcome.reason = ReplyStatus.COMPLETED, None
     except (EngineError, StorageError) as exc:
         outcome.status, outcome.reason = ReplyStatus.FAILED, exc.code
@@ -258,6 +281,8 @@ async def _reply(
         outcome.status, outcome.reason = ReplyStatus.CANCELLED, handle.reason
     outcome.metrics = turn_metrics(record, handle)
     await emit(ReplyDone(handle.response_id, outcome.status, outcome.reason, record.text, outcome.metrics))
+    if narration is not None:
+        await _narration_segment_ended(narration, outcome.status, outcome.reason, emit, state)
 
 
 async def _account(
@@ -300,6 +325,60 @@ async def _account(
                 reason=outcome.reason,
                 metrics=metrics,
             )
+
+
+def choose_voice(request: PendingTurn, state: SessionState, engines: Engines) -> Voice:
+    """The voice of a reply: the one the request named, else one speaking the language the user was
+    heard in (``language: "auto"``) when installed, else the session's."""
+    voices = engines.voices
+    if request.voice is not None and request.voice in voices:
+        return voices.get(request.voice)
+    if request.language is not None:
+        current = voices.get(state.voice if state.voice in voices else None)
+        if language_of(current.language) != language_of(request.language):
+            return voices.for_language(request.language) or current
+        return current
+    return voices.get(state.voice if state.voice in voices else None)
+
+
+def _narration_progress(narration: Narration, response_id: str, emit: Emit):  # type: ignore[no-untyped-def]
+    """The turn's ``on_phrase_sent``: move the narration's place on, then say so.
+
+    The place moves first: the phrase's audio is all sent, so it must not be said again after a pause
+    even if the pause cancels the progress event (``narration.paused`` then reports the place).
+    """
+
+    async def on_phrase_sent(index: int, audio_ms: float) -> None:
+        narration.phrase_sent(audio_ms)
+        await emit(
+            NarrationProgress(
+                narration.narration_id,
+                response_id,
+                narration.next_index - 1,
+                narration.total,
+                round(narration.position_ms),
+            )
+        )
+
+    return on_phrase_sent
+
+
+async def _narration_segment_ended(
+    narration: Narration, status: ReplyStatus, reason: str | None, emit: Emit, state: SessionState
+) -> None:
+    """After a narration's reply: it is done, it was cancelled, or it waits paused for narration.resume."""
+    if narration not in state.narrations.all():
+        await emit(NarrationDone(narration.narration_id, "cancelled"))
+    elif narration.finished:
+        state.narrations.remove(narration)
+        await emit(NarrationDone(narration.narration_id, "completed"))
+    else:
+        narration.paused = True
+        await emit(NarrationPaused(narration.narration_id, narration.next_index, reason or str(status)))
+        if narration.resume_asked:
+            narration.resume_asked = False
+            narration.rewind_to_heard()
+            narration.paused = False
 
 
 def turn_metrics(record: TurnRecord, handle: TurnHandle) -> dict[str, Any]:

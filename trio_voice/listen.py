@@ -140,7 +140,7 @@ class Listener:
 
     # --- audio in ---------------------------------------------------------------------------------
     async def on_audio(self, item: AudioIn) -> None:
-        rate = self.ctx.state.input_sample_rate
+        rate = item.sample_rate or self.ctx.state.input_sample_rate
         if self.resampler is None or self.resampler.from_rate != rate:
             self.resampler = Resampler(rate, SAMPLE_RATE)
         samples = self.resampler.process(pcm16_to_float(item.pcm))
@@ -292,7 +292,7 @@ class Listener:
         """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
         audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
         try:
-            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id))
+            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id, clip.language))
         except trio.WouldBlock:
             limit = self.ctx.config.max_queued_transcriptions
             exc = RemoteProtocolError(
@@ -308,7 +308,9 @@ class Listener:
             if job.utterance != self.utterance:
                 continue
             try:
-                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)  # type: ignore[union-attr]
+                text = await self.ctx.engines.stt.transcribe(  # type: ignore[union-attr]
+                    job.audio, partial=True, language=self.ctx.state.language
+                )
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue

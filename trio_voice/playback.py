@@ -50,7 +50,8 @@ class PlaybackLog:
     def on_sent(self, event: Any, at: float) -> None:
         """The writer sent ``event`` at server time ``at`` (call it for every event; most are ignored)."""
         if isinstance(event, AudioReady):
-            self.entries.append(Sent(event.audio, event.sample_rate, at, event.response_id))
+            if event.format == "pcm16":  # encoded output (Opus, MP3) is not followed: the guard needs PCM
+                self.entries.append(Sent(event.audio, event.sample_rate, at, event.response_id))
         elif isinstance(event, ReplyDone) and event.status == ReplyStatus.CANCELLED:
             self.entries.append(Stopped(at))  # a client stops playing a cancelled reply at once
 

@@ -20,8 +20,11 @@ from .codec import codes
 from .codec.codes import CancelReason
 from .errors import RemoteProtocolError, StorageError
 from .events import ErrorEvent, Pong, SessionUpdated
+from .input_audio import DECODED_RATE, decode_clip
+from .languages import check_language
 from .limits import TokenBucket
 from .listen_items import AudioIn, Clear, Commit, TranscribeClip
+from .receive_narration import control_narration, start_narration
 from .session_context import SessionContext
 from .turn_control import PendingTurn, TurnKind
 
@@ -52,7 +55,9 @@ async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext) -> None:
                 max_frame_bytes=config.max_frame_bytes,
             )
             if isinstance(frame, bytes):
-                message: codec.ClientMessage = codec.decode_binary(frame)
+                message: codec.ClientMessage = codec.decode_binary(
+                    frame, pcm16=not ctx.input_audio.compressed
+                )
             else:
                 message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
                 # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
@@ -93,8 +98,14 @@ async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None
             await ctx.send(Pong(), rid)
         case codec.MessageCreate(text=text):
             await ctx.request_turn(PendingTurn(TurnKind.CHAT, text, rid, trio.current_time()))
-        case codec.Speak(text=text):
-            await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time()))
+        case codec.Speak(text=text, voice=voice):
+            check_voice(voice, ctx=ctx, request_id=rid, where="speak")
+            await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time(), voice=voice))
+        case codec.Narrate():
+            check_voice(message.voice, ctx=ctx, request_id=rid, where="narrate")
+            await start_narration(message, ctx=ctx)
+        case codec.NarrationPause() | codec.NarrationResume() | codec.NarrationCancel():
+            await control_narration(message, ctx=ctx)
         case codec.ResponseCancel(response_id=response_id):
             if not state.turns.cancel(CancelReason.CLIENT_CANCELLED, response_id):
                 raise RemoteProtocolError(
@@ -133,20 +144,65 @@ async def dispatch_audio(
             code=codes.UNSUPPORTED,
             request_id=rid,
         )
+    decoder = ctx.input_audio
     match message:
+        case codec.InputAudioFrame() if decoder.compressed:
+            # Charged on the decoded seconds: what the listener and the recognizer will work through.
+            pcm = decoder.decode(message.audio)
+            if pcm:
+                _charge_audio(ctx, len(pcm), DECODED_RATE, rid)
+                await ctx.audio_tx.send(AudioIn(pcm, trio.current_time(), DECODED_RATE))
+        case codec.InputAudioAppend() if decoder.compressed:
+            raise RemoteProtocolError(
+                f"input_audio.append carries PCM16; with input_audio_format {decoder.format!r} send the "
+                "stream in binary frames",
+                code=codes.INVALID_AUDIO,
+                request_id=rid,
+            )
         case codec.InputAudioFrame() | codec.InputAudioAppend():
             _charge_audio(ctx, len(message.audio), ctx.state.input_sample_rate, rid)
             await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
         case codec.InputAudioCommit():
+            tail = decoder.flush()
+            if tail:
+                await ctx.audio_tx.send(AudioIn(tail, trio.current_time(), DECODED_RATE))
             await ctx.audio_tx.send(Commit(rid))
         case codec.InputAudioClear():
-            await ctx.audio_tx.send(Clear(rid))
+            await ctx.audio_tx.send(Clear(rid))  # the decoder goes on: the stream's header came once
         case codec.Transcribe():
-            rate = message.sample_rate or ctx.state.input_sample_rate
-            _charge_audio(ctx, len(message.audio), rate, rid)
-            await ctx.audio_tx.send(TranscribeClip(message.audio, rate, rid))
+            language = message.language
+            if language is not None:
+                check_language(
+                    language,
+                    stt=ctx.engines.stt,
+                    voices=ctx.engines.voices,
+                    voice=None,
+                    voice_named=True,
+                    request_id=rid,
+                )
+            if message.format not in (None, "pcm16"):
+                audio, rate = decode_clip(message.format, message.audio), DECODED_RATE
+                if not audio:
+                    raise RemoteProtocolError(
+                        f"the {message.format} clip holds no audio", code=codes.INVALID_AUDIO, request_id=rid
+                    )
+            else:
+                audio, rate = message.audio, message.sample_rate or ctx.state.input_sample_rate
+            _charge_audio(ctx, len(audio), rate, rid)
+            await ctx.audio_tx.send(TranscribeClip(audio, rate, rid, language or ctx.state.language))
         case _:
             assert_never(message)
+
+
+def check_voice(voice: str | None, *, ctx: SessionContext, request_id: str | None, where: str) -> None:
+    """Refuse a voice name the server has not installed (``invalid_field``, listing the installed ones)."""
+    voices = ctx.engines.voices
+    if voice is not None and voice not in voices:
+        raise RemoteProtocolError(
+            f"{where}: field 'voice' names no installed voice ({', '.join(voices.names)}; see GET /v1/voices)",
+            code=codes.INVALID_FIELD,
+            request_id=request_id,
+        )
 
 
 def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str | None) -> None:
@@ -160,7 +216,10 @@ def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str |
 
 
 async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -> None:
-    """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force."""
+    """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force.
+
+    Everything is checked before anything changes: a refused update leaves every setting as it was.
+    """
     state = ctx.state
     # Checked before anything changes: a refused update is dropped whole, never half applied.
     if message.turn_detection is not None and message.turn_detection.type == "semantic":
@@ -170,6 +229,19 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
                 code=codes.UNSUPPORTED,
                 request_id=message.request_id,
             )
+    rid = message.request_id
+    check_voice(message.voice, ctx=ctx, request_id=rid, where="session.update")
+    voice = message.voice if message.voice is not None else state.voice
+    if message.language is not None:
+        switch = check_language(
+            message.language,
+            stt=ctx.engines.stt,
+            voices=ctx.engines.voices,
+            voice=voice,
+            voice_named=message.voice is not None,
+            request_id=rid,
+        )
+        voice = switch or voice
     if message.conversation_id is not None and message.conversation_id != state.conversation_id:
         if not await ctx.engines.store.conversation_exists(message.conversation_id):
             raise RemoteProtocolError(
@@ -186,7 +258,15 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
         state.input_sample_rate = message.input_sample_rate
     if message.turn_detection is not None:
         state.turn_detection = state.turn_detection.updated(message.turn_detection)
-    view = state.config_view(ctx.config, ctx.engines.tts.sample_rate)
+    if message.input_audio_format is not None:
+        state.input_audio_format = message.input_audio_format
+        ctx.input_audio.set_format(message.input_audio_format)
+    if message.output_audio_format is not None:
+        state.output_audio_format = message.output_audio_format
+    if message.language is not None:
+        state.language = message.language
+    state.voice = voice
+    view = state.config_view(ctx.config, ctx.engines.voices)
     await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
 
 

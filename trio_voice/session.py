@@ -82,7 +82,9 @@ async def run_session(
         instructions=config.system_prompt,
         input_sample_rate=config.input_sample_rate,
         turn_detection=default_turn_detection(config, voice=voice, semantic=engines.turn_model is not None),
+        language=config.language,
     )
+    state.turns.background = state.narrations.next_turn
     logger.info("session %s opened (conversation %s)", state.session_id, conversation_id)
     if sessions is not None:
         sessions.add(state)
@@ -106,9 +108,7 @@ async def run_session(
                 shutdown or Shutdown(),
             )
             await ctx.send(
-                SessionCreated(
-                    state.session_id, conversation_id, state.config_view(config, engines.tts.sample_rate)
-                )
+                SessionCreated(state.session_id, conversation_id, state.config_view(config, engines.voices))
             )
             nursery.start_soon(
                 partial(

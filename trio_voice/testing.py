@@ -147,10 +147,20 @@ class FakeSTT:
     text: Callable[[np.ndarray], str] = lambda audio: f"I spoke for {len(audio) / 16000:.1f} seconds"
     calls: list[float] = attrs.field(factory=list)  # clip lengths in seconds
     active: int = 0
+    multilingual: bool = False  # True: like a multilingual whisper, any language may be asked for
+    detected: str = "en"  # what ``detect`` hears
+    languages: list[str | None] = attrs.field(factory=list)  # the language of each call, in order
 
-    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
+    async def detect(self, audio: np.ndarray) -> tuple[str, str]:
+        """``(transcript, language)``: the transcript, and ``detected``."""
+        return await self.transcribe(audio, language=self.detected), self.detected
+
+    async def transcribe(
+        self, audio: np.ndarray, *, partial: bool = False, language: str | None = None
+    ) -> str:
         seconds = len(audio) / self.sample_rate
         self.calls.append(seconds)
+        self.languages.append(language)
         self.active += 1
         try:
             await trio.sleep(seconds * self.seconds_per_audio_second)

@@ -20,6 +20,7 @@ import trio
 
 from .errors import RecognitionError
 from .events import TranscriptFinal
+from .languages import AUTO
 from .segmenter import SAMPLE_RATE
 from .session_context import SessionContext
 from .stt import is_hallucination
@@ -58,6 +59,7 @@ class ClipJob:
 
     audio: np.ndarray = attrs.field(repr=_samples)
     request_id: str | None
+    language: str | None = None  # None: the session's
 
 
 TranscriptionJob = FinalJob | SpeculationJob | ClipJob
@@ -77,9 +79,19 @@ async def transcription_task(
                 await _clip(job, ctx=ctx)
 
 
-async def _words(audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool) -> str:
-    """The recognizer's text, or "" when it heard no words (silence, noise, a stock hallucination)."""
-    text = await ctx.engines.stt.transcribe(audio)  # type: ignore[union-attr]
+async def recognize(audio: np.ndarray, language: str, *, ctx: SessionContext) -> tuple[str, str | None]:
+    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected."""
+    stt = ctx.engines.stt
+    assert stt is not None
+    if language == AUTO:
+        return await stt.detect(audio)
+    return await stt.transcribe(audio, language=language), None
+
+
+async def _words(audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool) -> tuple[str, str | None]:
+    """The recognizer's text in the session's language, or "" when it heard no words (silence, noise, a
+    stock hallucination); and the language it detected (language "auto")."""
+    text, detected = await recognize(audio, ctx.state.language, ctx=ctx)
     if not text or is_hallucination(text, clear_speech=clear_speech):
         logger.info(
             "session %s: no words in %.1f s of audio (%r)",
@@ -87,8 +99,8 @@ async def _words(audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool) 
             audio.size / SAMPLE_RATE,
             text,
         )
-        return ""
-    return text
+        return "", detected
+    return text, detected
 
 
 async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
@@ -96,12 +108,12 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
     turn: PendingTurn | None = None
     try:
         try:
-            text = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
+            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
         except RecognitionError as exc:
             await ctx.error(exc, job.request_id)
             return
         job.marks["transcript_final"] = trio.current_time()
-        await ctx.send(TranscriptFinal(text), job.request_id)
+        await ctx.send(TranscriptFinal(text, detected), job.request_id)
         if text:
             turn = PendingTurn(
                 TurnKind.CHAT,
@@ -110,6 +122,7 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
                 job.marks["speech_end"],
                 speech_marks=job.marks,
                 spoken=True,
+                language=detected,
             )
     finally:
         if turn is None:
@@ -125,7 +138,7 @@ async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
     turn: PendingTurn | None = None
     try:
         try:
-            text = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
+            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
         except RecognitionError as exc:
             logger.warning("session %s: speculative transcription failed: %s", ctx.state.session_id, exc)
             return
@@ -138,8 +151,9 @@ async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
                 marks["speech_end"],
                 speech_marks=marks,
                 spoken=True,
-                preamble=(TranscriptFinal(text),),
+                preamble=(TranscriptFinal(text, detected),),
                 speculative=True,
+                language=detected,
             )
     finally:
         turns.speculation_ready(job.attempt, turn)
@@ -147,8 +161,8 @@ async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
 
 async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
     try:
-        text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
+        text, detected = await recognize(job.audio, job.language or ctx.state.language, ctx=ctx)
     except RecognitionError as exc:
         await ctx.error(exc, job.request_id)
         return
-    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text), job.request_id)
+    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text, detected), job.request_id)

@@ -17,6 +17,9 @@ Rules:
   (utterance 1's final arriving after utterance 2 began becomes one turn with both), never answered
   over the user; a typed request waits until the user has finished.
 - **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts.
+- **Background work waits for quiet.** A ``background`` source (the session's narrations) is asked for
+  a turn only when no request waits, none is held and no turn runs; call :meth:`TurnControl.poke`
+  when what it would answer changes.
 - **Speculative replies** (semantic turn detection): at a tentative pause the listener may start a reply
   before the turn is over. It runs as a *gated* turn: its events are held by its :class:`ReplyGate`
   until :meth:`TurnControl.confirm` releases them (the turn ended with no more speech), or vanish with
@@ -30,7 +33,7 @@ The state is written by the sync methods (any task of the session) and by :meth:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -43,6 +46,7 @@ from .codec.codes import CancelReason
 class TurnKind(StrEnum):
     CHAT = "chat"  # ask the LLM
     SPEAK = "speak"  # say the given text
+    NARRATE = "narrate"  # go on with a narration (trio_voice.narration)
 
 
 @attrs.frozen
@@ -59,6 +63,9 @@ class PendingTurn:
     started_at: float
     speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # spoken turns: VAD/STT times
     spoken: bool = False
+    voice: str | None = None  # None: the session's voice
+    language: str | None = None  # the language it was asked in, when detected (language "auto")
+    narration: Any = None  # NARRATE turns: the trio_voice.narration.Narration to go on with
     # Events sent just before the reply's response.created: a speculative turn's transcript.final, held
     # with the reply it started.
     preamble: tuple[Any, ...] = ()
@@ -140,6 +147,8 @@ class TurnControl:
         self._transcribing = 0  # spoken utterances whose final transcript is still coming
         self._speculation: Speculation | None = None
         self._changed = trio.Event()
+        # Asked for a turn when nothing else is to do (narration); see the module docstring.
+        self.background: Callable[[], PendingTurn | None] | None = None
 
     # --- reading ------------------------------------------------------------------------------------
     @property
@@ -289,6 +298,10 @@ class TurnControl:
             spec.handle.gate.abandon()
         self._notify()
 
+    def poke(self) -> None:
+        """What the ``background`` source would answer may have changed: let the owner ask again."""
+        self._notify()
+
     def discard_pending(self) -> None:
         """Forget the waiting request (shutdown): it never started, so it has no reply to close."""
         self._pending = None
@@ -300,6 +313,16 @@ class TurnControl:
         the request to start now (None while it is held). A speculative request is started gated (see
         :meth:`start_speculation`) and is not returned here."""
         while not self._superseded and (self._pending is None or self.held) and not self._speculation_due():
+            if (
+                self._pending is None
+                and not self.held
+                and self._current is None
+                and self._speculation is None
+                and self.background
+            ):
+                quiet = self.background()
+                if quiet is not None:
+                    return [], quiet
             await self._changed.wait()
         superseded, self._superseded = self._superseded, []
         turn = None
