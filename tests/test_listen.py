@@ -360,7 +360,7 @@ async def test_a_clip_that_is_a_user_message_is_stored_with_its_typed_words(
         h = await start(nursery, store=store)
         h.ctx.state.turns.transcription_started()
         clip = TranscribeClip(
-            tone(1.0, RATE, amplitude=0.3), RATE, "i1", "item_i1", "Listen:", announced=True
+            tone(1.0, RATE, amplitude=0.3), RATE, "i1", item_id="item_i1", text="Listen:", announced=True
         )
         await h.audio_tx.send(clip)
         await trio.sleep(0.5)

@@ -21,14 +21,16 @@ class NativeWire:
 
     name = "voice"
     input_sample_rate: int | None = None
+    semantic_turns = True
 
     def __init__(self, *, max_text_chars: int) -> None:
         self.max_text_chars = max_text_chars
         self.connection = codec.ServerConnection()  # owns seq and each reply's lifecycle
 
-    def decode(self, frame: str | bytes) -> codec.ClientMessage:
+    def decode(self, frame: str | bytes, *, ctx: SessionContext) -> codec.ClientMessage:
         if isinstance(frame, bytes):
-            return codec.decode_binary(frame)
+            # PCM16 must be whole samples; a compressed stream's frames are any bytes.
+            return codec.decode_binary(frame, pcm16=not ctx.input_audio.compressed)
         return codec.decode_text(frame, max_text_chars=self.max_text_chars)
 
     def is_audio(self, message: codec.ClientMessage) -> bool:

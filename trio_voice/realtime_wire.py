@@ -66,12 +66,15 @@ class RealtimeWire:
 
     name = "realtime"
     input_sample_rate: int | None = SAMPLE_RATE  # the connection resamples input to the recognizer's rate
+    # The API's turn detection is server_vad (silence) or none; its semantic_vad is refused, and the
+    # session reports only what the API can name.
+    semantic_turns = False
 
     def __init__(self, *, model: str, dialect: str = codes.GA, max_text_chars: int) -> None:
         self.connection = RealtimeConnection(model=model, dialect=dialect, max_text_chars=max_text_chars)
 
     # --- client → core -----------------------------------------------------------------------------
-    def decode(self, frame: str | bytes) -> realtime.ClientEvent:
+    def decode(self, frame: str | bytes, *, ctx: SessionContext) -> realtime.ClientEvent:
         return self.connection.parse(frame)
 
     def is_audio(self, message: realtime.ClientEvent) -> bool:
@@ -182,7 +185,15 @@ class RealtimeWire:
         if unheard:
             assert ctx.audio_tx is not None
             ctx.state.turns.transcription_started()
-            clip = TranscribeClip(unheard, SAMPLE_RATE, event.event_id, event.item_id, words, announced=True)
+            clip = TranscribeClip(
+                unheard,
+                SAMPLE_RATE,
+                event.event_id,
+                ctx.state.language,
+                item_id=event.item_id,
+                text=words,
+                announced=True,
+            )
             await ctx.audio_tx.send(clip)
         elif words:
             await ctx.add_user_message(words, event.item_id, event.event_id)

@@ -88,8 +88,12 @@ async def run_session(
         conversation_id=conversation_id,
         instructions=config.system_prompt,
         input_sample_rate=wire.input_sample_rate or config.input_sample_rate,
-        turn_detection=default_turn_detection(config, voice=voice),
+        turn_detection=default_turn_detection(
+            config, voice=voice, semantic=engines.turn_model is not None and wire.semantic_turns
+        ),
+        language=config.language,
     )
+    state.turns.background = state.narrations.next_turn
     logger.info("session %s opened on %s (conversation %s)", state.session_id, wire.name, conversation_id)
     if sessions is not None:
         sessions.add(state)
@@ -99,7 +103,11 @@ async def run_session(
             out_tx, out_rx = trio.open_memory_channel[Outgoing | CloseConnection](0)
             audio_tx, audio_rx = trio.open_memory_channel[ListenItem](config.audio_buffer)
             end_session = nursery.cancel_scope.cancel
-            nursery.start_soon(partial(send_task, ws, out_rx, wire.render, on_closed=end_session))
+            nursery.start_soon(
+                partial(
+                    send_task, ws, out_rx, wire.render, on_closed=end_session, on_sent=state.playback.on_sent
+                )
+            )
             ctx = SessionContext(
                 state,
                 engines,
@@ -111,9 +119,7 @@ async def run_session(
                 shutdown or Shutdown(),
             )
             await ctx.send(
-                SessionCreated(
-                    state.session_id, conversation_id, state.config_view(config, engines.tts.sample_rate)
-                )
+                SessionCreated(state.session_id, conversation_id, state.config_view(config, engines.voices))
             )
             nursery.start_soon(
                 partial(

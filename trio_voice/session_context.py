@@ -12,6 +12,7 @@ from .config import Config
 from .engines import Engines
 from .errors import StorageError, TrioVoiceError
 from .events import ErrorEvent
+from .input_audio import InputAudio
 from .lifecycle import Shutdown
 from .limits import TokenBucket
 from .listen_items import ListenItem
@@ -33,6 +34,7 @@ class SessionContext:
     audio_tx: trio.MemorySendChannel[ListenItem] | None = None
     audio_budget: TokenBucket = attrs.field(factory=lambda: TokenBucket(rate=1.0, burst=1.0))
     shutdown: Shutdown = attrs.field(factory=Shutdown)
+    input_audio: InputAudio = attrs.field(factory=InputAudio)  # the receive side's decoder
 
     async def send(self, event: Any, request_id: str | None = None) -> None:
         await self.out_tx.send(Outgoing(event, request_id))

@@ -30,9 +30,12 @@ class Wire(Protocol):
     name: str
     #: The rate of the PCM the core hears from this wire, or ``None`` for the configured default.
     input_sample_rate: int | None
+    #: Whether sessions may default to semantic turn detection (the end-of-turn model) when it is loaded.
+    semantic_turns: bool
 
-    def decode(self, frame: str | bytes) -> Any:
-        """Parse one client frame into a message, changing nothing.
+    def decode(self, frame: str | bytes, *, ctx: SessionContext) -> Any:
+        """Parse one client frame into a message, changing nothing (``ctx`` says how, e.g. which audio
+        format binary frames hold).
 
         Raises:
             RemoteProtocolError: the frame is not a message of this protocol.

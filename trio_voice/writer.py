@@ -55,12 +55,14 @@ async def send_task(
     render: Callable[[Any, str | None], list[str]],
     *,
     on_closed: Callable[[], None],
+    on_sent: Callable[[Any, float], None] | None = None,
 ) -> None:
     """Write every event to the socket, in order, until told to close or the connection is gone.
 
     ``render(event, request_id)`` is the session wire's (``Wire.render``): the frames an event becomes.
 
-    Calls ``on_closed()`` (which ends the session) when the socket closed under it or it closed it.
+    Calls ``on_closed()`` (which ends the session) when the socket closed under it or it closed it, and
+    ``on_sent(event, time)`` after each event is written (the echo guard's record of reply audio).
     Raises ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
     """
     async with out_rx:
@@ -79,3 +81,5 @@ async def send_task(
             except ConnectionClosed:
                 on_closed()
                 return
+            if on_sent is not None:
+                on_sent(item.event, trio.current_time())

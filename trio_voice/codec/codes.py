@@ -34,6 +34,10 @@ IDLE_TIMEOUT: Final = "idle_timeout"
 STORAGE_ERROR: Final = "storage_error"
 INTERNAL_ERROR: Final = "internal_error"
 PROTOCOL_ERROR: Final = "protocol_error"
+LANGUAGE_UNAVAILABLE: Final = "language_unavailable"
+NARRATION_NOT_FOUND: Final = "narration_not_found"
+LESSON_NOT_FOUND: Final = "lesson_not_found"
+TOO_MANY_NARRATIONS: Final = "too_many_narrations"
 
 #: code → one-line meaning, for every ``error`` code in protocol v1.
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -54,6 +58,10 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         CONVERSATION_NOT_FOUND: "`session.update` named a conversation the server does not have",
         UNSUPPORTED: "the message needs a capability this server was started without (voice input)",
         SHUTTING_DOWN: "the server is shutting down and starts no new replies",
+        LANGUAGE_UNAVAILABLE: "a language was asked for that the recognizer or the installed voices cannot handle; the message names what is missing",
+        NARRATION_NOT_FOUND: "`narration.pause`/`resume`/`cancel` named no narration of this session (or there is none)",
+        LESSON_NOT_FOUND: "`narrate` named a lesson the server does not have (or has no lessons folder)",
+        TOO_MANY_NARRATIONS: "`narrate` while `max_queued_narrations` narrations are queued or paused",
         # sent just before the server closes the connection
         SERVER_FULL: "`max_sessions` sessions are open already (close 1013)",
         IDLE_TIMEOUT: "no frame from the client for `idle_timeout` seconds (close 1000)",
@@ -130,6 +138,7 @@ class CancelReason(StrEnum):
     TURN_DETECTED = "turn_detected"  # barge-in: the user started speaking
     CLIENT_DISCONNECTED = "client_disconnected"
     SHUTDOWN = "shutdown"
+    NARRATION_PAUSED = "narration_paused"  # narration.pause (or narration.cancel) stopped a narration
 
 
 STATUS_COMPLETED: Final = ReplyStatus.COMPLETED
