@@ -377,3 +377,18 @@ async def test_audio_append_charges_the_audio_budget_not_the_message_rate(
     )
     assert codes_seen[:5] == ["item_not_found"] * 5  # the first five are within the rate and are answered
     assert error["event_id"] == "evt_r5"
+
+
+async def test_a_server_with_the_turn_model_still_gives_realtime_sessions_server_vad(tmp_path: Path) -> None:
+    """/v1/voice sessions default to semantic turn detection when the end-of-turn model is loaded; the
+    realtime API cannot name it, so realtime sessions keep server_vad (and the SDK's types accept it)."""
+    from tests.conftest import connect
+    from trio_voice.testing import FakeTurnModel
+
+    engines = {"stt": FakeSTT(), "vad_factory": FakeVAD, "turn_model": FakeTurnModel()}
+    async with run_server(tmp_path, engines) as server:
+        async with connect(server.ws_url) as native:
+            assert native.received[0]["config"]["turn_detection"]["type"] == "semantic"
+        async with connect_realtime(server.listening.realtime_url) as client:
+            detection = client.received[0]["session"]["audio"]["input"]["turn_detection"]
+    assert detection["type"] == "server_vad"
