@@ -137,13 +137,11 @@ async def run_one_turn(
     finally:
         if gate is not None and not gate.released.is_set():
             if gate.abandoned:
-                telemetry.speculation(used=False)
                 logger.info(
                     "session %s: speculative reply %s abandoned", state.session_id, handle.response_id
                 )
         else:
             if gate is not None:
-                telemetry.speculation(used=True)
                 forwarded.apply_to(outcome.record, gate)
             await _account(
                 handle, outcome, conversation_id, engines=engines, telemetry=telemetry, state=state
@@ -297,6 +295,8 @@ async def _account(
     """Count, log and store a reply the client saw (some of), however it ended."""
     request, record = handle.request, outcome.record
     state.turn_counts[outcome.status] += 1
+    if request.speculative:
+        telemetry.speculation("used")
     metrics = outcome.metrics if outcome.metrics is not None else turn_metrics(record, handle)
     telemetry.turn_done(outcome.status, outcome.reason, metrics)
     logger.info(

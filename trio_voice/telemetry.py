@@ -67,7 +67,8 @@ class Telemetry:
         )
         self.speculative = Counter(
             "trio_voice_speculative_replies",
-            "Speculative replies (started at a pause before the turn was over), by whether they were used",
+            "Speculative replies (transcribed at a pause, before the turn was over): started, then used as "
+            "the turn's reply or abandoned because the user went on (the rest held no words)",
             ["outcome"],
             registry=r,
         )
@@ -113,9 +114,9 @@ class Telemetry:
     def turn_end(self, reason: str) -> None:
         self.turn_ends.labels(reason=reason).inc()
 
-    def speculation(self, *, used: bool) -> None:
-        """A speculative reply was released as the turn's reply (used), or abandoned unsent."""
-        self.speculative.labels(outcome="used" if used else "abandoned").inc()
+    def speculation(self, outcome: str) -> None:
+        """A speculative reply was ``started``, ``used`` as the turn's reply, or ``abandoned`` unsent."""
+        self.speculative.labels(outcome=outcome).inc()
 
     def observe_queue_wait(self, engine: str, seconds: float) -> None:
         self.queue_wait.labels(engine=engine).observe(seconds)

@@ -79,19 +79,27 @@ async def transcription_task(
                 await _clip(job, ctx=ctx)
 
 
-async def recognize(audio: np.ndarray, language: str, *, ctx: SessionContext) -> tuple[str, str | None]:
-    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected."""
+async def recognize(
+    audio: np.ndarray, language: str, *, ctx: SessionContext, quick: bool = False
+) -> tuple[str, str | None]:
+    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected.
+
+    ``quick``: no second decode with the full window when the short one loops (a looping transcript
+    comes back empty instead); for speculative transcripts, which the turn's end can redo if needed.
+    """
     stt = ctx.engines.stt
     assert stt is not None
     if language == AUTO:
         return await stt.detect(audio)
-    return await stt.transcribe(audio, language=language), None
+    return await stt.transcribe(audio, language=language, partial=quick), None
 
 
-async def _words(audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool) -> tuple[str, str | None]:
+async def _words(
+    audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool, quick: bool = False
+) -> tuple[str, str | None]:
     """The recognizer's text in the session's language, or "" when it heard no words (silence, noise, a
     stock hallucination); and the language it detected (language "auto")."""
-    text, detected = await recognize(audio, ctx.state.language, ctx=ctx)
+    text, detected = await recognize(audio, ctx.state.language, ctx=ctx, quick=quick)
     if not text or is_hallucination(text, clear_speech=clear_speech):
         logger.info(
             "session %s: no words in %.1f s of audio (%r)",
@@ -138,7 +146,8 @@ async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
     turn: PendingTurn | None = None
     try:
         try:
-            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
+            # Quick: a looping transcript (rare, and slow to redo) is left for the turn's end to redo.
+            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech, quick=True)
         except RecognitionError as exc:
             logger.warning("session %s: speculative transcription failed: %s", ctx.state.session_id, exc)
             return

@@ -272,6 +272,8 @@ async def drive(
             if utterance is not None:
                 await utterance.ended.wait()
                 probe.asked_at = utterance.ended_at
+                # A reply under way before the last word was even sent answered half a question.
+                probe.sample.premature = probe.sample.response_id is not None
             if plan.interrupts(session, turn):
                 await probe.replied.wait()
                 if not probe.done.is_set():
@@ -332,6 +334,10 @@ async def run_conversation(
                     code = first.get("code", first["type"]) if first else "undecodable"
                     recorder.error(f"refused:{code}")
                     return
+                if plan.turn_detection is not None:
+                    await ws.send_message(
+                        codec.encode_client(codec.SessionUpdate(turn_detection=plan.turn_detection))
+                    )
                 async with trio.open_nursery() as nursery:
                     conv = Conversation(recorder, nursery.cancel_scope)
                     mic = Microphone(plan) if plan.needs_audio else None

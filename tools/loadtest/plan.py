@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from trio_voice import codec
 from trio_voice.audio import float_to_pcm16, read_wav, resample
 
 SAMPLE_RATE = 16000  # the server's default input rate; every WAV is resampled to it
@@ -40,6 +41,23 @@ TEXT_QUESTIONS = (
     "How long does it take to walk five kilometres?",
     "What is the difference between weather and climate?",
     "Give me a tip for sleeping better.",
+)
+# Questions read with a hesitation in the middle, where a speaker searches for the next word: after a
+# preposition, an article, a verb that needs its object (the comma marks it; the pause is stretched to the
+# given seconds). A turn detector that answers at the pause answers half a question.
+PAUSED_QUESTIONS = (
+    ("What is the capital of, France?", 0.3),
+    ("How far away is, the Moon?", 0.4),
+    ("Can you tell me a fun fact about, octopuses?", 0.5),
+    ("What should I cook for, dinner tonight?", 0.6),
+    ("How do airplanes stay in, the air?", 0.3),
+    ("What is the tallest mountain in, the world?", 0.4),
+    ("Who wrote Romeo and, Juliet?", 0.5),
+    ("How many days are there in a, leap year?", 0.6),
+    ("What is the difference between, weather and climate?", 0.3),
+    ("Give me a tip for, sleeping better.", 0.4),
+    ("Which planet is closest to, the Sun?", 0.5),
+    ("How long does it take to, walk five kilometres?", 0.6),
 )
 # Questions with long answers: the server is still generating when the user barges in.
 STORY_QUESTIONS = (
@@ -143,6 +161,8 @@ class Plan:
             real time) before the think time: users who listen to the whole answer.
         conversation_turns: turns per WebSocket session; a user then reconnects and starts a new
             conversation (empty history). ``None``: one session for all of a user's turns.
+        turn_detection: sent in a ``session.update`` when each session opens (``None``: the server's
+            default), e.g. to compare ``semantic`` with ``server_vad`` on one server.
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -156,6 +176,7 @@ class Plan:
     turn_timeout: float = 30.0
     conversation_turns: int | None = None
     listen: bool = False
+    turn_detection: codec.TurnDetection | None = None
 
     @property
     def needs_audio(self) -> bool:

@@ -59,6 +59,9 @@ class TurnSample:
     reply_audio_s: float = 0.0
     reply_chars: int = 0
     transcript: str | None = None
+    # A spoken question whose reply started before the user had finished saying it (the turn was ended
+    # at a mid-sentence pause): the server answered over the user.
+    premature: bool = False
     reply_text: str | None = None  # response.done text, first REPLY_TEXT_CHARS characters
     server: dict[str, Any] = attrs.field(factory=dict)  # response.done.metrics
 
@@ -121,10 +124,13 @@ class Recorder:
 
     def level_report(self) -> dict[str, Any]:
         statuses = Counter(s.status or "unknown" for s in self.samples)
+        spoken = [s for s in self.samples if s.kind == "voice"]
         return {
             "sessions": self.sessions,
             "turns": len(self.samples),
             "statuses": dict(statuses),
+            "premature_replies": sum(s.premature for s in spoken),
+            "speculative_replies": sum(bool(s.server.get("speculative")) for s in spoken),
             "errors": dict(self.errors),
             "error_count": sum(self.errors.values()),
             "events": self.events,
