@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,13 +22,15 @@ import attrs
 from trio_voice.errors import RemoteProtocolError
 
 from . import codes
-from .fields import FieldReader, check_pcm16, read_request_id
+from .fields import FieldReader, check_pcm16, holds_lone_surrogate, read_request_id
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
 TURN_DETECTION_TYPES = ("server_vad", "none")
 MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
 MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
 MAX_ID_CHARS = 128  # a conversation id is a storage key, not a document
+# Only frames with a \uD800-\uDFFF escape (or non-ASCII text) can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _audio_field() -> Any:
@@ -337,7 +340,8 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
         max_text_chars: the longest ``text`` / ``instructions`` accepted (``Config.max_text_chars``).
 
     Raises:
-        RemoteProtocolError: ``invalid_json``, ``invalid_message``, ``unknown_type``, ``invalid_field``,
+        RemoteProtocolError: ``invalid_json`` (also for a lone surrogate, which cannot be echoed back
+            as UTF-8), ``invalid_message``, ``unknown_type``, ``invalid_field``,
             ``text_too_long`` or ``invalid_audio``; ``request_id`` is set whenever it could be read,
             ``close_code`` is always ``None`` (the session survives every one of these).
     """
@@ -346,6 +350,12 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError is a ValueError; RecursionError comes from absurdly deep nesting.
         raise RemoteProtocolError(f"frame is not valid JSON: {exc}", code=codes.INVALID_JSON) from None
+    if (not text.isascii() or _SURROGATE_ESCAPE.search(text)) and holds_lone_surrogate(obj):
+        raise RemoteProtocolError(
+            "frame is not valid JSON: a string holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair), which is not Unicode text",
+            code=codes.INVALID_JSON,
+        )
     if not isinstance(obj, dict):
         raise RemoteProtocolError(
             f"a message must be a JSON object, not {type(obj).__name__}", code=codes.INVALID_MESSAGE
