@@ -7,6 +7,8 @@ Two kinds of property:
 - robustness: arbitrary JSON values, text and bytes given to a decoder give a value or a
   ``RemoteProtocolError`` with a documented code, never another exception. The contract itself lives
   in ``tools.fuzz.oracle``, shared with the coverage-guided fuzzer (``python -m tools.fuzz codec``).
+  Random search rarely puts a given edge value in a given field, so one table test also sets every
+  field of every message to every kind of JSON value, exhaustively.
 
 Example counts come from the Hypothesis profile in ``conftest.py`` (200 per property unless
 ``TRIO_VOICE_HYPOTHESIS_EXAMPLES`` says otherwise), so the normal suite stays fast.
@@ -276,6 +278,74 @@ def test_server_event_round_trip(event, seq, request_id):
 
 
 # --- robustness: arbitrary input ---------------------------------------------------------------------
+
+# One value of every JSON kind, with the edges where conversions break: integers past float range and
+# past int64, integral floats, -0.0, strings that are blank, numeric or a lone surrogate, containers.
+EDGE_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    2**64,
+    10**400,
+    -(10**400),
+    0.5,
+    -0.0,
+    16000.0,
+    1e308,
+    "",
+    " ",
+    "16000",
+    "server_vad",
+    "AAAA",
+    "\ud800",
+    "x" * 300,
+    [],
+    [1],
+    {},
+    {"type": "none"},
+]
+PCM = b"\x00\x00\x0c\x00"
+# A valid message of each JSON type with every field set.
+FULL_MESSAGES = {
+    SessionUpdate: SessionUpdate(
+        instructions="Be brief.",
+        conversation_id="conv_1",
+        input_sample_rate=16000,
+        turn_detection=TurnDetection("server_vad", 0.5, 500, 300),
+        output_audio=True,
+        request_id="r",
+    ),
+    MessageCreate: MessageCreate(text="hi", request_id="r"),
+    Speak: Speak(text="hi", request_id="r"),
+    ResponseCancel: ResponseCancel(response_id="resp_1", request_id="r"),
+    ResponseTruncate: ResponseTruncate(response_id="resp_1", audio_end_ms=100, request_id="r"),
+    Ping: Ping(request_id="r"),
+    InputAudioAppend: InputAudioAppend(audio=PCM, request_id="r"),
+    InputAudioCommit: InputAudioCommit(request_id="r"),
+    InputAudioClear: InputAudioClear(request_id="r"),
+    Transcribe: Transcribe(audio=PCM, sample_rate=16000, request_id="r"),
+}
+# Every field of every JSON client message (and of turn_detection), as (type, path) slots.
+FIELD_SLOTS = [
+    (cls, (name,))
+    for cls in CLIENT_MESSAGE_TYPES.values()
+    for name in ["type", *(field.name for field in attrs.fields(cls))]
+] + [(SessionUpdate, ("turn_detection", name)) for name in ["type", *TURN_DETECTION_FIELDS, "stray"]]
+
+
+@pytest.mark.parametrize(("cls", "path"), FIELD_SLOTS, ids=lambda v: getattr(v, "type", None) or ".".join(v))
+def test_every_field_takes_every_kind_of_json_value(cls, path):
+    """Each field of a valid message, set to each edge value in turn, gives a usable message or a
+    documented error: the exhaustive version of "every wrong type" (random search rarely lands a
+    400-digit integer in ``threshold``)."""
+    for value in EDGE_VALUES:
+        obj = FULL_MESSAGES[cls].to_json()
+        (obj if len(path) == 1 else obj[path[0]])[path[-1]] = value
+        for ascii_only in (True, False):
+            oracle.check_text(as_json_text(obj, ascii_only))
 
 
 @given(hostile_values, st.booleans())
