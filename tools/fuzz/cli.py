@@ -157,10 +157,13 @@ def fuzz_target(
             str(corpus),
             str(seeds),
         ]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, errors="replace")
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(result.stderr)
-        worker = parse_worker_log(result.stderr)
+        # libFuzzer reports on stderr: straight to the log, so a long run can be watched with tail -f.
+        with log_path.open("ab") as log:
+            start = log.tell()
+            result = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        with log_path.open("rb") as log:
+            log.seek(start)
+            worker = parse_worker_log(log.read().decode("utf-8", "replace"))
         stats.executions += worker.executions
         stats.edges, stats.features = max(stats.edges, worker.edges), max(stats.features, worker.features)
         stats.corpus = max(stats.corpus, worker.corpus)
