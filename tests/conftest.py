@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -14,6 +15,7 @@ import attrs
 import jsonschema
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.postgres import fresh_schema
@@ -135,3 +137,15 @@ def pg_url() -> Iterator[str]:
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with run_server(tmp_path) as running:
         yield running
+
+
+# Hypothesis: a bounded number of examples per property so the normal suite stays fast; more on demand
+# (TRIO_VOICE_HYPOTHESIS_EXAMPLES=20000). No deadline: tests never assert wall-clock speed, and this
+# machine's two cores are shared.
+settings.register_profile(
+    "trio-voice",
+    max_examples=int(os.environ.get("TRIO_VOICE_HYPOTHESIS_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("trio-voice")

@@ -301,7 +301,34 @@ BAD_INPUT = [
     ({"type": "transcribe", "audio": "AAE=="}, codes.INVALID_AUDIO, "base64"),
     ({"type": "transcribe", "audio": PCM_B64, "sample_rate": 22050}, codes.INVALID_AUDIO, "'sample_rate'"),
     ({"type": "session.update", "input_sample_rate": 11025}, codes.INVALID_AUDIO, "'input_sample_rate'"),
+    # Found by fuzzing (RELIABILITY.md): a lone surrogate decodes to a str that cannot be sent back as UTF-8.
+    ('{"type": "ping", "request_id": "\\ud800"}', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "message.create", "text": "a\\udfffb"}', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "ping", "\\udc00": 1}', codes.INVALID_JSON, "surrogate"),
+    ('["\\ud800"]', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "ping", "request_id": "\ud800"}', codes.INVALID_JSON, "surrogate"),  # not escaped
+    # Found while writing the properties: an integer too large for a float crashed the number check.
+    (
+        '{"type": "session.update", "turn_detection": {"type": "server_vad", "threshold": 1%s}}'
+        % ("0" * 400),
+        codes.INVALID_FIELD,
+        "'threshold'",
+    ),
 ]
+
+
+def test_surrogate_pair_escapes_are_unicode_text():
+    """An escaped surrogate pair is one character outside the BMP, accepted like any other."""
+    assert decode_text('{"type": "ping", "request_id": "\\ud83d\\ude00"}', max_text_chars=LIMIT) == Ping(
+        request_id="\U0001f600"
+    )
+
+
+def test_an_escaped_backslash_before_u_is_not_a_surrogate_escape():
+    """``\\\\ud800`` is a backslash followed by the letters ud800, not an escape."""
+    assert decode_text('{"type": "ping", "request_id": "\\\\ud800"}', max_text_chars=LIMIT) == Ping(
+        request_id="\\ud800"
+    )
 
 
 @pytest.mark.parametrize(("bad", "code", "word"), BAD_INPUT, ids=lambda v: repr(v)[:60])
@@ -532,6 +559,9 @@ def test_decode_server_keeps_unknown_fields():
         ('{"type":"session.deleted","seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"pong"}', codes.INVALID_MESSAGE),
         ('{"type":"pong","seq":0}', codes.INVALID_MESSAGE),
+        # Found by fuzzing: an unhashable type (object, array) raised TypeError.
+        ('{"type":{},"seq":1}', codes.INVALID_MESSAGE),
+        ('{"type":["pong"],"seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"pong","seq":1,"request_id":5}', codes.INVALID_MESSAGE),
         ('{"type":"response.created","seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"response.phrase","seq":1,"response_id":"r","index":"0","text":""}', codes.INVALID_MESSAGE),

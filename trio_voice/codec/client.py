@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ import attrs
 from trio_voice.errors import RemoteProtocolError
 
 from . import codes
-from .fields import FieldReader, check_pcm16, read_request_id
+from .fields import FieldReader, check_pcm16, holds_lone_surrogate, read_request_id
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
 TURN_DETECTION_TYPES = ("server_vad", "semantic", "none")
@@ -35,6 +36,8 @@ INPUT_AUDIO_FORMATS = ("pcm16", "webm", "opus", "opus_packets")
 # Reply audio a session may ask for (trio_voice.formats encodes all but pcm16).
 OUTPUT_AUDIO_FORMATS = ("pcm16", "opus", "mp3", "aac")
 MAX_NAME_CHARS = 128  # voice names and language codes are short identifiers
+# Only frames with a \uD800-\uDFFF escape (or non-ASCII text) can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _audio_field() -> Any:
@@ -476,7 +479,8 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
         max_text_chars: the longest ``text`` / ``instructions`` accepted (``Config.max_text_chars``).
 
     Raises:
-        RemoteProtocolError: ``invalid_json``, ``invalid_message``, ``unknown_type``, ``invalid_field``,
+        RemoteProtocolError: ``invalid_json`` (also for a lone surrogate, which cannot be echoed back
+            as UTF-8), ``invalid_message``, ``unknown_type``, ``invalid_field``,
             ``text_too_long`` or ``invalid_audio``; ``request_id`` is set whenever it could be read,
             ``close_code`` is always ``None`` (the session survives every one of these).
     """
@@ -485,6 +489,12 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError is a ValueError; RecursionError comes from absurdly deep nesting.
         raise RemoteProtocolError(f"frame is not valid JSON: {exc}", code=codes.INVALID_JSON) from None
+    if (not text.isascii() or _SURROGATE_ESCAPE.search(text)) and holds_lone_surrogate(obj):
+        raise RemoteProtocolError(
+            "frame is not valid JSON: a string holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair), which is not Unicode text",
+            code=codes.INVALID_JSON,
+        )
     if not isinstance(obj, dict):
         raise RemoteProtocolError(
             f"a message must be a JSON object, not {type(obj).__name__}", code=codes.INVALID_MESSAGE

@@ -49,8 +49,39 @@ def is_integer(value: object) -> bool:
 
 
 def is_number(value: object) -> bool:
-    """Whether a decoded JSON value is a finite number (``bool`` is not)."""
-    return (is_integer(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+    """Whether a decoded JSON value is a finite number (``bool`` is not).
+
+    Every integer is finite, however large: JSON allows 400-digit literals, and asking ``math.isfinite``
+    about one raises ``OverflowError`` (it converts to float first).
+    """
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return is_integer(value)
+
+
+def holds_lone_surrogate(value: object) -> bool:
+    """Whether a decoded JSON value has a string (or key) with a lone UTF-16 surrogate in it.
+
+    JSON's grammar lets ``"\\ud800"`` through (RFC 8259 §8.2 calls what it means unpredictable; I-JSON,
+    RFC 7493 §2.1, forbids it) and Python decodes it to a ``str`` that cannot be encoded as UTF-8. The
+    server echoes client strings (``request_id`` on every event a message causes, field names in error
+    messages), and a WebSocket text frame must be UTF-8, so such a string would fail when it is sent back.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class FieldReader:

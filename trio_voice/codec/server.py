@@ -242,7 +242,7 @@ def _check_server_object(obj: object) -> None:
     if not isinstance(obj, Mapping):
         raise _fail("a server event must be a JSON object")
     wire_type = obj.get("type")
-    if wire_type not in _BY_WIRE_TYPE:
+    if not isinstance(wire_type, str) or wire_type not in _BY_WIRE_TYPE:  # a dict or list is unhashable
         raise _fail(f"unknown server event type {wire_type!r}")
     seq = obj.get("seq")
     if not is_integer(seq) or seq < 1:
