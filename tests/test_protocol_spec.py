@@ -369,3 +369,16 @@ def test_limits_page_names_every_reported_limit():
         limits=session_limits(Config()),
     )["limits"]
     assert all(f"`{name}`" in text for name in limits)
+
+
+def test_errors_page_documents_exactly_the_resume_failure_reasons():
+    """errors.md's table of resume_failed reasons lists every ResumeFailure and nothing else."""
+    assert code_table("Resume failure reasons") == set(codes.RESUME_FAILURES)
+
+
+def test_server_schema_lists_the_presence_statuses():
+    """presence.update's schema allows exactly the shared state's presence statuses."""
+    from trio_voice.shared import PRESENCE_STATUSES
+
+    status = SERVER_SCHEMA["$defs"]["presence.update"]["properties"]["status"]
+    assert status["enum"] == list(PRESENCE_STATUSES)

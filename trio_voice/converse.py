@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -27,6 +28,7 @@ from .engines import Engines
 from .errors import EngineError, StorageError
 from .events import ErrorEvent, ReplyCreated, ReplyDone
 from .ids import new_id
+from .pause import retract
 from .session_state import SessionState
 from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
@@ -119,9 +121,13 @@ async def run_one_turn(
                     started_at=request.started_at,
                     output_audio=state.output_audio,
                 )
-                await run_turn(
-                    turn_request, emit, llm=engines.llm, tts=engines.tts, config=config, record=record
+                # Through the reply's pause gate: response.pause holds its events, generation goes on.
+                handle.gate.max_events = config.pause_buffer_events
+                handle.gate.max_bytes = config.pause_buffer_bytes
+                stages = partial(
+                    run_turn, turn_request, llm=engines.llm, tts=engines.tts, config=config, record=record
                 )
+                await handle.gate.run(stages, emit)
                 status, reason = ReplyStatus.COMPLETED, None
         except (EngineError, StorageError) as exc:
             status, reason = ReplyStatus.FAILED, exc.code
@@ -131,6 +137,9 @@ async def run_one_turn(
         if handle.scope.cancelled_caught:
             assert handle.reason is not None
             status, reason = ReplyStatus.CANCELLED, handle.reason
+        if handle.gate.held:  # cancelled while paused: what was held was never sent
+            retract(record, handle.gate.held)
+            handle.gate.held.clear()
         metrics = turn_metrics(record, handle)
         await emit(ReplyDone(handle.response_id, status, reason, record.text, metrics))
     finally:

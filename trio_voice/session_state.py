@@ -17,6 +17,7 @@ from . import codec
 from .config import Config
 from .turn import TurnRecord
 from .turn_control import TurnControl
+from .user_link import UserLink
 
 # Turn records kept per session so a late ``response.truncate`` can still find its reply.
 KEPT_TURN_RECORDS = 16
@@ -30,6 +31,7 @@ def session_limits(config: Config) -> codec.SessionLimits:
         max_messages_per_second=config.max_messages_per_second,
         max_audio_realtime_factor=config.max_audio_realtime_factor,
         idle_timeout=config.idle_timeout,
+        resume_ttl=config.resume_ttl,
     )
 
 
@@ -61,6 +63,9 @@ class SessionState:
     turn_counts: Counter[str] = attrs.field(factory=Counter)
     records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
     created_at: float = attrs.field(factory=time.time)
+    user: UserLink = attrs.field(factory=UserLink)  # who is speaking, their presence and typing
+    record: bool = False  # session.update record: the session's audio and transcript go to disk
+    connected: bool = True  # False while the session waits for its client to resume
 
     @property
     def activity(self) -> str:
@@ -84,6 +89,8 @@ class SessionState:
             output_audio=self.output_audio,
             output_sample_rate=output_sample_rate,
             limits=session_limits(config),
+            user_id=self.user.user_id,
+            record=self.record,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -93,4 +100,7 @@ class SessionState:
             "age_s": round(time.time() - self.created_at, 1),
             "state": self.activity,
             "turns": dict(self.turn_counts),
+            "user_id": self.user.user_id,
+            "connected": self.connected,
+            "record": self.record,
         }

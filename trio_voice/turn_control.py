@@ -17,6 +17,8 @@ Rules:
   (utterance 1's final arriving after utterance 2 began becomes one turn with both), never answered
   over the user; a typed request waits until the user has finished.
 - **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts.
+- **Typing holds a spoken turn's end.** While the client says the user is typing (``typing.start``), a
+  spoken request waits: the user is composing, not done. Typed requests are not held by it.
 
 The state is written by the sync methods (any task of the session) and by :meth:`TurnControl.start` /
 :meth:`TurnControl.finish` (the owner only); ``current`` has that one writer.
@@ -31,6 +33,7 @@ import attrs
 import trio
 
 from .codec.codes import CancelReason
+from .pause import PauseGate
 
 
 class TurnKind(StrEnum):
@@ -67,6 +70,7 @@ class TurnHandle:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     reason: CancelReason | None = None
     speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
+    gate: PauseGate = attrs.field(factory=PauseGate)  # response.pause / response.resume
 
     def cancel(self, reason: CancelReason) -> None:
         if self.reason is None:
@@ -75,9 +79,15 @@ class TurnHandle:
 
 
 class TurnControl:
-    """The mailbox of one session's turns. See the module docstring for its rules."""
+    """The mailbox of one session's turns. See the module docstring for its rules.
 
-    def __init__(self) -> None:
+    ``replies``, when given, is the server's map of running replies by id (for the HTTP reply controls):
+    the running turn is in it from ``start`` to ``finish``.
+    """
+
+    def __init__(self, replies: dict[str, TurnHandle] | None = None) -> None:
+        self._replies = replies
+        self._typing = False
         self._pending: PendingTurn | None = None
         self._superseded: list[PendingTurn] = []
         self._current: TurnHandle | None = None
@@ -104,6 +114,13 @@ class TurnControl:
     def held(self) -> bool:
         """Whether a request must wait: the user is speaking, or a final transcript is on its way."""
         return self._speaking or self._transcribing > 0
+
+    @property
+    def typing(self) -> bool:
+        return self._typing
+
+    def _waits(self, turn: PendingTurn) -> bool:
+        return self.held or (self._typing and turn.spoken)
 
     # --- requesters: synchronous, never wait ---------------------------------------------------------
     def request(self, turn: PendingTurn) -> None:
@@ -153,6 +170,11 @@ class TurnControl:
         else:
             self._notify()
 
+    def set_typing(self, typing: bool) -> None:
+        """The user started or stopped typing: a spoken request waits while it lasts."""
+        self._typing = typing
+        self._notify()
+
     def discard_pending(self) -> None:
         """Forget the waiting request (shutdown): it never started, so it has no reply to close."""
         self._pending = None
@@ -162,11 +184,11 @@ class TurnControl:
     async def wait_next(self) -> tuple[list[PendingTurn], PendingTurn | None]:
         """Wait until there is something to do; return the superseded requests to close, in order, and
         the request to start now (None while it is held)."""
-        while not self._superseded and (self._pending is None or self.held):
+        while not self._superseded and (self._pending is None or self._waits(self._pending)):
             await self._changed.wait()
         superseded, self._superseded = self._superseded, []
         turn = None
-        if self._pending is not None and not self.held:
+        if self._pending is not None and not self._waits(self._pending):
             turn, self._pending = self._pending, None
         return superseded, turn
 
@@ -174,12 +196,16 @@ class TurnControl:
         """Make ``turn`` the running one (the owner calls this, and nobody else)."""
         assert self._current is None, "one turn at a time"
         self._current = TurnHandle(response_id, turn)
+        if self._replies is not None:
+            self._replies[response_id] = self._current
         return self._current
 
     def finish(self, handle: TurnHandle) -> None:
         """The running turn has ended and sent its ``response.done`` (the owner calls this)."""
         assert self._current is handle
         self._current = None
+        if self._replies is not None:
+            self._replies.pop(handle.response_id, None)
         self._notify()
 
     async def wait_idle(self) -> None:

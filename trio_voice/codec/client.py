@@ -21,13 +21,13 @@ import attrs
 from trio_voice.errors import RemoteProtocolError
 
 from . import codes
-from .fields import FieldReader, check_pcm16, read_request_id
+from .controls import CONTROL_CLASSES, ControlMessage
+from .fields import FieldReader, check_pcm16, dump_message, message_reader, read_request_id
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
 TURN_DETECTION_TYPES = ("server_vad", "none")
 MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
 MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
-MAX_ID_CHARS = 128  # a conversation id is a storage key, not a document
 
 
 def _audio_field() -> Any:
@@ -38,18 +38,11 @@ def _b64(audio: bytes) -> str:
     return base64.b64encode(audio).decode("ascii")
 
 
-def _dump(type_: str, request_id: str | None, **fields: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {"type": type_}
-    if request_id is not None:
-        obj["request_id"] = request_id
-    obj.update((name, value) for name, value in fields.items() if value is not None)
-    return obj
+_dump = dump_message
 
 
 def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
-    reader = FieldReader(obj, where=cls.type, request_id=read_request_id(obj))
-    reader.reject_unknown(known)
-    return reader
+    return message_reader(cls.type, obj, known)
 
 
 @attrs.frozen
@@ -97,15 +90,23 @@ class SessionUpdate:
     input_sample_rate: int | None = None
     turn_detection: TurnDetection | None = None
     output_audio: bool | None = None
+    user_id: str | None = None  # who is speaking: presence, typing and offline messages are per user
+    record: bool | None = None  # record the session's audio and transcript (see protocol/voice.md)
     request_id: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> SessionUpdate:
-        known = ("instructions", "conversation_id", "input_sample_rate", "turn_detection", "output_audio")
+        known = (
+            "instructions",
+            "conversation_id",
+            "input_sample_rate",
+            "turn_detection",
+            "output_audio",
+            "user_id",
+            "record",
+        )
         r = _reader(cls, obj, known)
-        conversation_id = r.read_str("conversation_id", non_blank=True)
-        if conversation_id is not None and len(conversation_id) > MAX_ID_CHARS:
-            raise r.fail("conversation_id", f"must be at most {MAX_ID_CHARS} characters")
+        conversation_id = r.read_id("conversation_id")
         turn_detection = r.read_object("turn_detection")
         return cls(
             instructions=r.read_str("instructions", max_chars=max_text_chars),
@@ -115,6 +116,8 @@ class SessionUpdate:
             if turn_detection is None
             else TurnDetection.from_json(turn_detection, reader=r),
             output_audio=r.read_bool("output_audio"),
+            user_id=r.read_id("user_id"),
+            record=r.read_bool("record"),
             request_id=r.request_id,
         )
 
@@ -127,6 +130,8 @@ class SessionUpdate:
             input_sample_rate=self.input_sample_rate,
             turn_detection=None if self.turn_detection is None else self.turn_detection.to_json(),
             output_audio=self.output_audio,
+            user_id=self.user_id,
+            record=self.record,
         )
 
 
@@ -310,6 +315,7 @@ ClientMessage = (
     | InputAudioClear
     | Transcribe
     | InputAudioFrame
+    | ControlMessage
 )
 
 #: wire type → class, for every JSON client message.
@@ -326,6 +332,7 @@ CLIENT_MESSAGE_TYPES: Mapping[str, Any] = {
         InputAudioCommit,
         InputAudioClear,
         Transcribe,
+        *CONTROL_CLASSES,
     )
 }
 

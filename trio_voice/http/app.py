@@ -51,12 +51,18 @@ STATUS_BY_CODE: Mapping[str, int] = {
 
 @attrs.frozen
 class AppContext:
-    """What every handler may use: the server's config, engines, telemetry and live sessions."""
+    """What every handler may use: the server's config, engines, telemetry and live sessions.
+
+    ``host`` (a ``trio_voice.session_host.SessionHost``) is where streamed replies run and how the user,
+    reply and recording endpoints reach shared state; None in an app built without one (those endpoints
+    then answer 503 ``unsupported``... see each module).
+    """
 
     config: Config
     engines: Engines
     telemetry: Telemetry
     sessions: Mapping[str, Any]  # session_id -> trio_voice.session_state.SessionState
+    host: Any = None
 
 
 @attrs.frozen
