@@ -22,13 +22,20 @@ from trio_voice.engines import Engines
 from trio_voice.lifecycle import Shutdown
 from trio_voice.telemetry import Telemetry
 
-from . import speech, status, streaming
+from . import recordings, replies, speech, status, streaming, users
 from .app import AppContext, make_app
 from .static import serve_static
 
 logger = logging.getLogger(__name__)
 
-ROUTES = (*status.ROUTES, *streaming.ROUTES, *speech.ROUTES)
+ROUTES = (
+    *status.ROUTES,
+    *streaming.ROUTES,
+    *speech.ROUTES,
+    *users.ROUTES,
+    *replies.ROUTES,
+    *recordings.ROUTES,
+)
 # Idle keep-alive connections are closed after this many seconds (hypercorn's default is 5).
 KEEP_ALIVE_TIMEOUT = 15.0
 
