@@ -48,6 +48,7 @@ class Outbox:
         self.log = log
         self.attachment: Attachment | None = None
         self.closing: CloseConnection | None = None
+        self.close_done = False  # a connection wrote everything up to the close, and closed
         self.ever_attached = False
         self._changed = trio.Event()
 
@@ -88,6 +89,12 @@ class Outbox:
         self.ever_attached = True
         self._notify()
         return self.attachment
+
+    def closed(self, attachment: Attachment) -> None:
+        """``attachment``'s connection made the session's close, after every frame before it."""
+        if attachment.current:
+            self.close_done = True
+        self.detach(attachment)
 
     def detach(self, attachment: Attachment) -> None:
         """``attachment``'s connection is gone (a no-op if it was replaced already)."""
@@ -133,3 +140,39 @@ class Outbox:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+async def wait_for_end(
+    outbox: Outbox,
+    *,
+    ttl: float,
+    closes_when_detached: bool = True,
+    on_connected: Callable[[bool], None] | None = None,
+) -> str:
+    """Until the outbox's owner should end: its close was made (``closed``), or its connection dropped
+    and none attached again within ``ttl`` seconds (``expired``).
+
+    ``closes_when_detached``: a close asked for while no connection is attached ends it at once (a
+    session shutting down); otherwise the close waits for a connection to make it (a streamed reply that
+    finished while its client was away). ``on_connected(bool)`` hears each detach and re-attach.
+    """
+
+    def done() -> bool:
+        return outbox.close_done or (
+            closes_when_detached and outbox.closing is not None and outbox.attachment is None
+        )
+
+    while True:
+        await outbox.wait_for(lambda: outbox.attachment is None or done())
+        if done():
+            return "closed"
+        if on_connected is not None:
+            on_connected(False)
+        with trio.move_on_after(ttl):
+            await outbox.wait_for(lambda: outbox.attachment is not None or done())
+            if done():
+                return "closed"
+            if on_connected is not None:
+                on_connected(True)
+            continue
+        return "expired"

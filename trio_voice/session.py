@@ -49,7 +49,7 @@ from .limits import TokenBucket
 from .listen import listen_task
 from .listen_items import ListenItem
 from .offline import queue_unsent_replies
-from .outbox import Attachment, CloseConnection, Outbox
+from .outbox import Attachment, CloseConnection, Outbox, wait_for_end
 from .presence import typing_task, user_task
 from .recording import Recording, RecordingError, recording_task
 from .replay import ReplayLog
@@ -173,7 +173,7 @@ async def run_session(
                     )
                 task_status.started((live, attachment))
                 with out_tx, audio_tx:
-                    how = await wait_for_end(live, ttl=config.resume_ttl)
+                    how = await wait_for_end(live.outbox, ttl=config.resume_ttl, on_connected=live.connected)
                 nursery.cancel_scope.cancel()
             if how == "expired":
                 await _expire(live, services)
@@ -195,27 +195,6 @@ async def run_session(
             with trio.CancelScope(shield=True), trio.move_on_after(LAST_WORDS_TIMEOUT):
                 await shared.end_route(state.session_id, "expired" if how == "expired" else "closed")
         logger.info("session %s %s after %s", state.session_id, how, dict(state.turn_counts) or "no turns")
-
-
-async def wait_for_end(live: LiveSession, *, ttl: float) -> str:
-    """Until the session should end: its close was delivered (``closed``), or its client dropped and did
-    not resume within ``ttl`` seconds (``expired``). Meanwhile the presence says ``away``."""
-    outbox, user = live.outbox, live.state.user
-    while True:
-        await outbox.wait_for(lambda: outbox.attachment is None or outbox.closing is not None)
-        if outbox.closing is not None:
-            await outbox.wait_for(lambda: outbox.attachment is None)
-            return "closed"
-        live.state.connected = False
-        user.set_connected(False)
-        with trio.move_on_after(ttl):
-            await outbox.wait_for(lambda: outbox.attachment is not None or outbox.closing is not None)
-            if outbox.closing is not None and outbox.attachment is None:
-                return "closed"
-            live.state.connected = True
-            user.set_connected(True)
-            continue
-        return "expired"
 
 
 async def _expire(live: LiveSession, services: Services) -> None:

@@ -90,6 +90,11 @@ class LiveSession:
     def ending(self) -> bool:
         return self.end_reason is not None
 
+    def connected(self, connected: bool) -> None:
+        """A connection detached (dropped) or attached again: the session's presence says so."""
+        self.state.connected = connected
+        self.state.user.set_connected(connected)
+
     def end(self, reason: str) -> None:
         """End the session now: its reply is cancelled (``client_disconnected``), its tasks stop."""
         if self.end_reason is None:
@@ -104,6 +109,7 @@ class SessionHost:
         self._nursery = nursery
         self.services = services
         self.live: dict[str, LiveSession] = {}
+        self.streams: dict[str, Any] = {}  # streamed replies by stream id (trio_voice.http.hosted)
 
     async def start(self, run: Callable[..., Awaitable[None]], **kwargs: Any) -> Any:
         """Start ``run(host=self, **kwargs)`` in the host's nursery; return what it passes to ``started``.

@@ -107,6 +107,7 @@ async def deliver_task(ws: WebSocketConnection, outbox: Outbox, attachment: Atta
                         await ws.aclose(item.code, item.reason)
                     except ConnectionClosed:
                         pass
+                outbox.closed(attachment)
                 return True
             try:
                 await ws.send_message(item.text)

@@ -176,8 +176,11 @@ def _too_large(limit: int) -> RemoteProtocolError:
     return RemoteProtocolError(f"the request body is larger than {limit} bytes", code="request_too_large")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    error = {"code": code, "message": message}
+    if reason is not None:
+        error["reason"] = reason
+    return {"error": error}
 
 
 def status_for(exc: RemoteProtocolError | EngineError) -> int:
@@ -217,7 +220,8 @@ def make_app(
                 logger.warning("%s %s failed after its answer began: %s", request.method, request.path, exc)
                 return
             headers = [("www-authenticate", "Bearer")] if exc.code == "unauthorized" else []
-            await request.respond_json(status_for(exc), error_body(exc.code, exc.message), headers)
+            reason = getattr(exc, "reason", None)
+            await request.respond_json(status_for(exc), error_body(exc.code, exc.message, reason), headers)
 
     return app
 
