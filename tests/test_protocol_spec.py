@@ -382,3 +382,13 @@ def test_server_schema_lists_the_presence_statuses():
 
     status = SERVER_SCHEMA["$defs"]["presence.update"]["properties"]["status"]
     assert status["enum"] == list(PRESENCE_STATUSES)
+
+
+def test_http_page_gives_every_mapped_error_its_status():
+    """http.md's error table names each code the HTTP app maps to a status, with that status."""
+    from trio_voice.http.app import STATUS_BY_CODE
+
+    text = (PROTOCOL / "http.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d{3}) \| (.*?) \|", text, re.MULTILINE)
+    documented = {code: int(status) for status, cell in rows for code in re.findall(r"`(\w+)`", cell)}
+    assert {code: documented.get(code) for code in STATUS_BY_CODE} == dict(STATUS_BY_CODE)
