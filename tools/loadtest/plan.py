@@ -143,6 +143,8 @@ class Plan:
             real time) before the think time: users who listen to the whole answer.
         conversation_turns: turns per WebSocket session; a user then reconnects and starts a new
             conversation (empty history). ``None``: one session for all of a user's turns.
+        drop_rate: fraction of turns during which the connection is dropped abruptly (no close frame)
+            after the reply's first audio, then resumed with ``session.resume``.
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -156,6 +158,7 @@ class Plan:
     turn_timeout: float = 30.0
     conversation_turns: int | None = None
     listen: bool = False
+    drop_rate: float = 0.0
 
     @property
     def needs_audio(self) -> bool:
@@ -175,6 +178,12 @@ class Plan:
         """Whether this turn is interrupted: exactly ``interrupt_share`` of turns, evenly spread."""
         k = session * 7 + turn  # staggered, so sessions do not all interrupt at the same turn numbers
         return math.floor((k + 1) * self.interrupt_share) > math.floor(k * self.interrupt_share)
+
+    def drops(self, session: int, turn: int) -> bool:
+        """Whether the connection drops during this turn: exactly ``drop_rate`` of turns, evenly spread
+        (staggered apart from the interruptions)."""
+        k = session * 11 + turn + 3
+        return math.floor((k + 1) * self.drop_rate) > math.floor(k * self.drop_rate)
 
     def barge_in_speech(self, session: int, turn: int) -> Question:
         if self.interrupt_speech is not None:
