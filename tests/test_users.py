@@ -5,6 +5,7 @@ their expiry, and who may do what with user tokens."""
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -215,3 +216,26 @@ async def test_presence_needs_a_user_and_the_queue_is_bounded(tmp_path) -> None:
             ]
             full = await http.post("/v1/users/ivy/messages", json={"text": "m3"})
         assert codes == [202, 202, 429] and full.json()["error"]["code"] == "queue_full"
+
+
+async def test_a_dropped_connection_shows_away_until_it_resumes(tmp_path) -> None:
+    """While a session waits for its client to resume, the user's other sessions see it away; resumed,
+    online again."""
+    from tests.test_resume import resume
+
+    async with run_server(tmp_path) as server, connect(server.ws_url) as watcher:
+        await as_user(watcher, "kim")
+        async with AsyncExitStack() as stack:
+            mobile = await stack.enter_async_context(open_websocket_url(server.ws_url))
+            created = await recv(mobile)
+            await mobile.send_message(json.dumps({"type": "session.update", "user_id": "kim"}))
+            updated = await recv(mobile)
+            online = await watcher.recv_until("presence.update", session_id=created["session_id"])
+            assert online[-1]["status"] == "online"
+            await drop(mobile)
+            away = await watcher.recv_until("presence.update", session_id=created["session_id"])
+            assert away[-1]["status"] == "away"
+            _, answer = await resume(server.ws_url, created, updated["seq"], stack=stack)
+            assert answer["type"] == "session.resumed"
+            back = await watcher.recv_until("presence.update", session_id=created["session_id"])
+            assert back[-1]["status"] == "online"
