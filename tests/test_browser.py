@@ -168,6 +168,37 @@ def test_spoken_and_typed_turns_show_transcripts_replies_latency_and_play_audio(
 
 
 @pytest.mark.models
+def test_low_bandwidth_speaks_webm_opus_in_and_plays_opus_replies(
+    playwright, voice_server, question_wav, tmp_path
+) -> None:
+    """The low-bandwidth switch: the microphone goes out as MediaRecorder WebM/Opus (no PCM frames),
+    whisper still hears the question, and the reply arrives as Ogg/Opus decoded by WebCodecs and played."""
+    browser = open_browser(playwright, tmp_path, question_wav)
+    try:
+        page = open_page(browser, voice_server.http_url, f"ws={voice_server.ws_url}")
+        page.wait_for_selector("#conn[data-state=connected]", timeout=UI_TIMEOUT_MS)
+        page.get_by_label("Low bandwidth").check()
+        page.wait_for_function(
+            "window.trioVoice.stats.serverFormats.output === 'opus'", timeout=UI_TIMEOUT_MS
+        )
+        page.get_by_role("button", name="Start conversation").click()
+        final = page.wait_for_selector(".msg.user.final", timeout=UI_TIMEOUT_MS)
+        assert "capital of france" in final.inner_text().lower()
+        reply = page.wait_for_selector(".msg.assistant.done.completed", timeout=UI_TIMEOUT_MS)
+        assert "You said: What is the capital of France" in reply.inner_text()
+        page.wait_for_function("window.trioVoice.stats.scheduledSeconds > 1", timeout=UI_TIMEOUT_MS)
+        low = stats(page)
+        assert low["serverFormats"] == {"input": "webm", "output": "opus"}
+        assert low["recorderBlobs"] > 0 and low["framesSent"] == 0
+        assert low["opusBytes"] > 0 and low["opusChunks"] > 0
+        # Opus at 32 kbit/s: the reply's bytes are a small fraction of its PCM16 (22050 Hz: 353 kbit/s).
+        assert low["opusBytes"] * 8 / low["scheduledSeconds"] < 64_000
+        assert low["errors"] == [] and low["seqGaps"] == 0 and page.errors == []
+    finally:
+        browser.close()
+
+
+@pytest.mark.models
 def test_interrupt_stops_playback_at_once_and_reports_what_was_heard(
     playwright, voice_server, tmp_path
 ) -> None:

@@ -11,12 +11,18 @@ import pytest
 from trio_voice import events
 from trio_voice.codec import (
     CLIENT_MESSAGE_TYPES,
+    INPUT_AUDIO_FORMATS,
+    OUTPUT_AUDIO_FORMATS,
     InputAudioAppend,
     InputAudioClear,
     InputAudioCommit,
     InputAudioFrame,
     MessageCreate,
     MessageDelivered,
+    Narrate,
+    NarrationCancel,
+    NarrationPause,
+    NarrationResume,
     Ping,
     PresenceSet,
     ResponseCancel,
@@ -97,6 +103,16 @@ CLIENT_SAMPLES = [
     ResponsePause(),
     ResponsePause(response_id="resp_1"),
     ResponseResume(response_id="resp_1", request_id="r5"),
+    Transcribe(audio=b"OggS\x00", format="opus", language="de"),
+    SessionUpdate(
+        input_audio_format="webm", output_audio_format="mp3", voice="en_US-joe-medium", language="auto"
+    ),
+    Speak(text="Guten Tag.", voice="de_DE-thorsten-medium"),
+    Narrate(text="Chapter one. It was a dark night.", request_id="n"),
+    Narrate(lesson_id="intro-1", voice="en_US-joe-medium"),
+    NarrationPause(),
+    NarrationResume(narration_id="narr_1", request_id="r"),
+    NarrationCancel(narration_id="narr_1"),
 ]
 
 
@@ -151,6 +167,41 @@ def test_integral_float_is_accepted_as_integer():
     message = decode({"type": "session.update", "input_sample_rate": 16000.0})
     assert message.input_sample_rate == 16000
     assert type(message.input_sample_rate) is int
+
+
+def test_narrate_needs_exactly_one_of_text_and_lesson():
+    """narrate with neither text nor lesson_id, or with both, is refused naming the fields."""
+    for bad in ({"type": "narrate"}, {"type": "narrate", "text": "Hi.", "lesson_id": "l1"}):
+        error = refused(bad)
+        assert error.code == codes.INVALID_FIELD and "lesson_id" in error.message
+
+
+def test_narrate_text_is_not_bounded_by_max_text_chars():
+    """A narration may be far longer than a message: its bound is the session's max_narration_chars."""
+    assert decode({"type": "narrate", "text": "word " * 2000}, max_text_chars=10).text == "word " * 2000
+
+
+def test_audio_formats_are_checked_against_the_known_ones():
+    """An input or output audio format outside the documented ones is an invalid_field."""
+    for field in ("input_audio_format", "output_audio_format"):
+        assert refused({"type": "session.update", field: "wav"}).code == codes.INVALID_FIELD
+
+
+def test_compressed_binary_frames_skip_the_pcm16_check():
+    """An odd-length binary frame is refused as PCM16 but taken as the next bytes of a compressed stream."""
+    with pytest.raises(RemoteProtocolError):
+        decode_binary(b"\x1a\x45\xdf")
+    assert decode_binary(b"\x1a\x45\xdf", pcm16=False).audio == b"\x1a\x45\xdf"
+    with pytest.raises(RemoteProtocolError):
+        decode_binary(b"", pcm16=False)
+
+
+def test_codec_formats_match_the_codecs_that_exist():
+    """Every compressed format the protocol offers has a decoder or an encoder in trio_voice.formats."""
+    from trio_voice import formats
+
+    assert set(INPUT_AUDIO_FORMATS) == set(formats.INPUT_FORMATS)
+    assert set(OUTPUT_AUDIO_FORMATS) - {"pcm16"} <= set(formats.OUTPUT_FORMATS)
 
 
 def test_input_audio_append_decodes_base64():
@@ -210,7 +261,7 @@ BAD_INPUT = [
     ({"type": "session.update", "conversation_id": "c" * 129}, codes.INVALID_FIELD, "'conversation_id'"),
     ({"type": "session.update", "turn_detection": "server_vad"}, codes.INVALID_FIELD, "'turn_detection'"),
     ({"type": "session.update", "turn_detection": {"type": 3}}, codes.INVALID_FIELD, "'type'"),
-    ({"type": "session.update", "turn_detection": {"type": "semantic"}}, codes.INVALID_FIELD, "'type'"),
+    ({"type": "session.update", "turn_detection": {"type": "semantic_vad"}}, codes.INVALID_FIELD, "'type'"),
     (
         {"type": "session.update", "turn_detection": {"type": "server_vad", "threshold": 1.5}},
         codes.INVALID_FIELD,
@@ -232,9 +283,9 @@ BAD_INPUT = [
         "'prefix_ms'",
     ),
     (
-        {"type": "session.update", "turn_detection": {"type": "none", "eagerness": "high"}},
+        {"type": "session.update", "turn_detection": {"type": "none", "patience": "high"}},
         codes.INVALID_FIELD,
-        "'eagerness'",
+        "'patience'",
     ),
     ({"type": "response.cancel", "response_id": 1}, codes.INVALID_FIELD, "'response_id'"),
     ({"type": "response.truncate", "response_id": "r"}, codes.INVALID_FIELD, "'audio_end_ms'"),
@@ -427,6 +478,28 @@ EVENT_SAMPLES = [
     (events.SpeechStopped(980), {"type": "input.speech_stopped", "seq": 1, "audio_end_ms": 980}),
     (events.TranscriptPartial("and th"), {"type": "transcript.partial", "seq": 1, "text": "and th"}),
     (events.TranscriptFinal("and then?"), {"type": "transcript.final", "seq": 1, "text": "and then?"}),
+    (
+        events.TranscriptFinal("und dann?", "de"),
+        {"type": "transcript.final", "seq": 1, "text": "und dann?", "language": "de"},
+    ),
+    (
+        events.NarrationCreated("narr_1", 120, 0),
+        {"type": "narration.created", "seq": 1, "narration_id": "narr_1", "total_phrases": 120, "ahead": 0},
+    ),
+    (
+        events.NarrationProgress("narr_1", "r1", 3, 120, 9120),
+        {"type": "narration.progress", "seq": 1, "narration_id": "narr_1", "response_id": "r1",
+         "phrase_index": 3, "total_phrases": 120, "position_ms": 9120},
+    ),
+    (
+        events.NarrationPaused("narr_1", 4, "turn_detected"),
+        {"type": "narration.paused", "seq": 1, "narration_id": "narr_1", "phrase_index": 4,
+         "reason": "turn_detected"},
+    ),
+    (
+        events.NarrationDone("narr_1", "completed"),
+        {"type": "narration.done", "seq": 1, "narration_id": "narr_1", "status": "completed"},
+    ),
     (events.ReplyCreated("r1"), {"type": "response.created", "seq": 1, "response_id": "r1"}),
     (
         events.TextDelta("r1", " wörld"),
@@ -439,7 +512,12 @@ EVENT_SAMPLES = [
     (
         events.AudioReady("r1", 2, PCM, 22050),
         {"type": "response.audio.delta", "seq": 1, "response_id": "r1", "index": 2, "audio": PCM_B64,
-         "sample_rate": 22050},
+         "sample_rate": 22050, "format": "pcm16"},
+    ),
+    (
+        events.AudioReady("r1", 0, b"OggS\x00", 24000, "opus"),
+        {"type": "response.audio.delta", "seq": 1, "response_id": "r1", "index": 0,
+         "audio": base64.b64encode(b"OggS\x00").decode(), "sample_rate": 24000, "format": "opus"},
     ),
     (
         events.ReplyDone("r1", "completed", None, "Hi.", {"total_ms": 5, "tokens": 2}),
@@ -544,9 +622,7 @@ def test_decode_server_refuses_a_broken_event(text, code):
 
 def test_decode_server_event_refuses_bad_base64_audio():
     """Reply audio that is not base64 is refused as invalid_audio."""
-    text = (
-        '{"type":"response.audio.delta","seq":1,"response_id":"r","index":0,"audio":"%%","sample_rate":8000}'
-    )
+    text = '{"type":"response.audio.delta","seq":1,"response_id":"r","index":0,"audio":"%%","sample_rate":8000,"format":"pcm16"}'
     with pytest.raises(RemoteProtocolError) as info:
         decode_server_event(text)
     assert info.value.code == codes.INVALID_AUDIO
@@ -561,7 +637,7 @@ def test_render_session_config_reports_settings_and_limits():
     rendered = render_session_config(
         instructions="Be brief.",
         input_sample_rate=16000,
-        turn_detection=TurnDetection("server_vad", 0.5, 500, 300),
+        turn_detection=TurnDetection("server_vad", 0.5, 500, 300, "auto", 700, True),
         output_audio=True,
         output_sample_rate=22050,
         limits=session_limits(config),
@@ -571,6 +647,9 @@ def test_render_session_config_reports_settings_and_limits():
         "threshold": 0.5,
         "silence_ms": 500,
         "prefix_ms": 300,
+        "eagerness": "auto",
+        "fallback_ms": 700,
+        "speculative": True,
     }
     assert (rendered["limits"]["max_text_chars"], rendered["limits"]["idle_timeout"]) == (100, 60.0)
 

@@ -17,7 +17,7 @@ from tests.audio_codecs import decode_file, similarity, voiced
 from tests.conftest import IO_TIMEOUT, RunningServer, run_server
 from trio_voice.audio import float_to_pcm16, wav_bytes
 from trio_voice.errors import SynthesisError
-from trio_voice.testing import FakeSTT, FakeTTS, tone
+from trio_voice.testing import VOICE_HZ, FakeSTT, FakeTTS, tone
 
 
 def http_client(running: RunningServer) -> httpx.AsyncClient:
@@ -77,7 +77,7 @@ async def test_speech_answers_raw_pcm_with_its_rate(server: RunningServer) -> No
     assert response.status_code == 200
     assert response.headers["content-type"] == "audio/pcm"
     assert response.headers["x-sample-rate"] == "22050"
-    assert response.content == tone(3 * 0.060, 22050)
+    assert response.content == tone(3 * 0.060, 22050, VOICE_HZ)
 
 
 @pytest.mark.parametrize(
@@ -236,7 +236,7 @@ async def test_transcription_refuses_bad_uploads(tmp_path: Path) -> None:
         "invalid_audio": (400, "invalid_audio"),
         "invalid_field": (400, "invalid_field"),
         "unsupported_media_type": (415, "unsupported_media_type"),
-        "language": (400, "invalid_field"),
+        "language": (400, "language_unavailable"),
         "request_too_large": (413, "request_too_large"),
     }
     assert len(wav) < 1024 * 16

@@ -37,7 +37,15 @@ def reply(first_seq: int, rid: str) -> list[str]:
     return [
         ev(first_seq, "response.created", response_id=rid),
         ev(first_seq + 1, "response.text.delta", response_id=rid, delta="Hi."),
-        ev(first_seq + 2, "response.audio.delta", response_id=rid, index=0, audio="AAA=", sample_rate=22050),
+        ev(
+            first_seq + 2,
+            "response.audio.delta",
+            response_id=rid,
+            index=0,
+            audio="AAA=",
+            sample_rate=22050,
+            format="pcm16",
+        ),
         ev(
             first_seq + 3,
             "response.done",

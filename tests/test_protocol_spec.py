@@ -20,7 +20,6 @@ from trio_voice.codec import (
     CLIENT_MESSAGE_TYPES,
     SERVER_EVENT_TYPES,
     SUPPORTED_SAMPLE_RATES,
-    TurnDetection,
     codes,
     decode_server,
     decode_server_event,
@@ -32,7 +31,7 @@ from trio_voice.codec import (
 from trio_voice.config import Config
 from trio_voice.errors import RemoteProtocolError
 from trio_voice.events import SessionCreated
-from trio_voice.session_state import session_limits
+from trio_voice.session_state import default_turn_detection, session_limits
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "protocol"
 MARKER = re.compile(r"^<!-- example: (?P<kind>[\w-]+)(?: (?P<arg>\w+))? -->$", re.MULTILINE)
@@ -279,9 +278,7 @@ def test_rendered_session_config_matches_the_schema_and_the_example():
     rendered = render_session_config(
         instructions=config.system_prompt,
         input_sample_rate=config.input_sample_rate,
-        turn_detection=TurnDetection(
-            "server_vad", config.vad_threshold, config.vad_silence_ms, config.vad_prefix_ms
-        ),
+        turn_detection=default_turn_detection(config, voice=True, semantic=True),
         output_audio=True,
         output_sample_rate=22050,
         limits=session_limits(config),
@@ -363,7 +360,7 @@ def test_limits_page_names_every_reported_limit():
     limits = render_session_config(
         instructions="",
         input_sample_rate=16000,
-        turn_detection=TurnDetection("none", 0.5, 500, 300),
+        turn_detection=default_turn_detection(Config(), voice=False),
         output_audio=True,
         output_sample_rate=22050,
         limits=session_limits(Config()),

@@ -21,7 +21,7 @@ from trio_websocket import ConnectionClosed
 
 from tests.conftest import Client, connect
 from tests.server_process import ServerProcess
-from tests.speech import synthesize_speech, word_error_rate
+from tests.speech import speech_with_pause, synthesize_speech, word_error_rate
 from trio_voice.audio import float_to_pcm16, pcm16_to_float, resample
 
 pytestmark = pytest.mark.models
@@ -142,10 +142,11 @@ async def test_spoken_question_is_transcribed_and_answered(real_server, sentence
 
 
 async def test_a_short_pause_does_not_split_the_turn(real_server) -> None:
-    """Speech with a 250 ms pause in it (under the 500 ms silence that ends a turn) is one question."""
-    first = await trio.to_thread.run_sync(synthesize_speech, "I would like to know")
-    second = await trio.to_thread.run_sync(synthesize_speech, "how far away the moon is.")
-    speech = np.concatenate([first, np.zeros(int(16000 * 0.25), np.float32), second])
+    """A question read with a 400 ms hesitation in it ("I would like to know, … how far away the moon is.")
+    is one turn: the end-of-turn model hears an unfinished sentence, and the pause is under the fallback."""
+    speech = await trio.to_thread.run_sync(
+        speech_with_pause, "I would like to know, how far away the moon is.", 0.4
+    )
     async with connect(real_server["ws"]) as client:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stream_speech, client, speech)

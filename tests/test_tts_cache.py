@@ -16,9 +16,9 @@ from tests.conftest import IO_TIMEOUT, run_server
 from trio_voice.cli import build_parser, config_from_args
 from trio_voice.config import Config
 from trio_voice.errors import ConfigError, SynthesisError
-from trio_voice.startup import _cached_tts
+from trio_voice.startup import Loaded, _voices
 from trio_voice.telemetry import Telemetry
-from trio_voice.testing import FakeTTS, tone
+from trio_voice.testing import VOICE_HZ, FakeTTS, tone
 from trio_voice.tts_cache import CachedTTS, normalize_text
 
 RATE = 22050
@@ -26,7 +26,7 @@ RATE = 22050
 
 def audio_of(text: str) -> bytes:
     """What FakeTTS says for ``text``: 60 ms of tone per character."""
-    return tone(len(text) * 60.0 / 1000.0, RATE)  # as FakeTTS computes it
+    return tone(len(text) * 60.0 / 1000.0, RATE, VOICE_HZ)  # as FakeTTS computes it
 
 
 @attrs.define
@@ -138,7 +138,7 @@ async def test_eviction_keeps_the_cache_within_its_bytes(autojump_clock: trio.ab
         await cache.synthesize(text, Heard())
     stats = cache.statistics()
     assert (stats.entries, stats.bytes, stats.evictions) == (2, 2 * size, 1)
-    assert cache.key("phrase 01.") not in cache._entries
+    assert cache.key("phrase 01.") not in cache._store.entries
 
 
 async def test_eviction_takes_the_least_recently_used(autojump_clock: trio.abc.Clock) -> None:
@@ -261,15 +261,33 @@ async def test_warm_up_fills_the_cache_without_counting_misses(
     assert (cache.statistics().hits, cache.statistics().misses) == (1, 0)
 
 
+def loaded(*voices: tuple[str, FakeTTS]) -> Loaded:
+    return Loaded(voices=[(name, "en_US", tts) for name, tts in voices])
+
+
 async def test_startup_wraps_the_voice_and_warms_it(autojump_clock: trio.abc.Clock) -> None:
     """Start-up puts the configured cache in front of the voice, warmed; 0 MiB leaves the voice bare."""
     tts, telemetry = FakeTTS(), Telemetry()
     config = Config(tts_cache_mb=1.0, tts_cache_warmup=("Hi there.",))
-    engine = await _cached_tts(config, tts, telemetry)
+    engine = (await _voices(config, loaded(("en_US-joe-medium", tts)), telemetry)).default.tts
     assert isinstance(engine, CachedTTS) and engine.max_bytes == 2**20 and engine.voice == "en_US-joe-medium"
     assert engine.statistics().entries == 1 and tts.started == ["Hi there."]
     assert b"trio_voice_tts_cache_entries 1.0" in telemetry.render()
-    assert await _cached_tts(Config(tts_cache_mb=0), tts, Telemetry()) is tts
+    bare = await _voices(Config(tts_cache_mb=0), loaded(("en_US-joe-medium", tts)), Telemetry())
+    assert bare.default.tts is tts
+
+
+async def test_voices_share_one_cache_keyed_by_voice(autojump_clock: trio.abc.Clock) -> None:
+    """Two voices share the cache's bound and counts, and the same text in each is two entries."""
+    joe, other = FakeTTS(), FakeTTS()
+    book = await _voices(
+        Config(tts_cache_mb=1.0, default_voice="joe"), loaded(("joe", joe), ("other", other)), Telemetry()
+    )
+    for voice in ("joe", "other", "joe", "other"):
+        await book.get(voice).tts.synthesize("Sure!", Heard())
+    assert joe.started == ["Sure!"] and other.started == ["Sure!"]
+    stats = book.get("other").tts.statistics()  # type: ignore[attr-defined]
+    assert (stats.entries, stats.hits, stats.misses) == (2, 2, 2)
 
 
 def test_cache_options_on_the_command_line(tmp_path: Path) -> None:

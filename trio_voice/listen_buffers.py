@@ -1,12 +1,16 @@
-"""The listener's buffers: the recent input audio by stream position, and the one-slot partial mailbox."""
+"""The listener's buffers: the recent input audio by stream position, and one-slot mailboxes."""
 
 from __future__ import annotations
+
+from typing import Generic, TypeVar
 
 import attrs
 import numpy as np
 import trio
 
 from .segmenter import SAMPLE_RATE
+
+T = TypeVar("T")
 
 
 class AudioWindow:
@@ -55,17 +59,17 @@ class PartialJob:
 
 
 @attrs.define
-class Mailbox:
-    """Holds only the newest partial job; posting replaces what has not started yet."""
+class Mailbox(Generic[T]):
+    """Holds only the newest job; posting replaces what has not been taken yet."""
 
-    job: PartialJob | None = None
+    job: T | None = None
     posted: trio.Event = attrs.field(factory=trio.Event)
 
-    def post(self, job: PartialJob) -> None:
+    def post(self, job: T) -> None:
         self.job = job
         self.posted.set()
 
-    async def take(self) -> PartialJob:
+    async def take(self) -> T:
         while self.job is None:
             await self.posted.wait()
             self.posted = trio.Event()

@@ -7,8 +7,9 @@ import attrs
 
 @attrs.frozen
 class AudioIn:
-    pcm: bytes  # PCM16LE mono at the session's input rate
+    pcm: bytes  # PCM16LE mono at sample_rate
     received_at: float
+    sample_rate: int | None = None  # None: the session's input rate (decoded audio says its own)
 
 
 @attrs.frozen
@@ -26,6 +27,7 @@ class TranscribeClip:
     audio: bytes
     sample_rate: int
     request_id: str | None
+    language: str | None = None  # None: the recognizer's own
 
 
 ListenItem = AudioIn | Commit | Clear | TranscribeClip

@@ -140,6 +140,12 @@ def _leaves(group: BaseExceptionGroup[Any]) -> Iterable[BaseException]:
             yield exc
 
 
+def _ms(event: AudioReady) -> float:
+    """Milliseconds of speech in an audio event (encoded audio says so itself; PCM by its length)."""
+    pcm_ms = getattr(event, "pcm_ms", 0.0)
+    return pcm_ms or len(event.audio) / (event.sample_rate * 2 / 1000.0)
+
+
 def retract(record: Any, dropped: Iterable[Any]) -> None:
     """Take events that were held and then dropped (the turn was cancelled while paused) out of the turn's
     ``TurnRecord``: the record counted them when the gate took them, the client never got them.
@@ -151,9 +157,7 @@ def retract(record: Any, dropped: Iterable[Any]) -> None:
         if isinstance(event, TextDelta) and record.text.endswith(event.delta):
             record.text = record.text[: len(record.text) - len(event.delta)]
         elif isinstance(event, AudioReady) and event.index < len(record.phrase_audio_ms):
-            record.phrase_audio_ms[event.index] = max(
-                0.0, record.phrase_audio_ms[event.index] - len(event.audio) / (event.sample_rate * 2 / 1000.0)
-            )
+            record.phrase_audio_ms[event.index] = max(0.0, record.phrase_audio_ms[event.index] - _ms(event))
         elif isinstance(event, PhraseReady) and record.phrases:
             record.phrases.pop()
             record.phrase_audio_ms.pop()

@@ -52,7 +52,7 @@ def prepare_models(config: Config) -> int:
         started = time.monotonic()
         whisper = config.stt_model or ensure_whisper_model(config.data_dir / "models")
         print(f"whisper model: {whisper} ({time.monotonic() - started:.1f} s)")
-        tts = Synthesizer.load(config.tts_model, instances=1, threads=config.tts_threads)
+        tts = Synthesizer.load(None, instances=1, threads=config.tts_threads)
         stt = Recognizer.load(whisper, threads=config.stt_threads)
         audio = resample(
             pcm16_to_float(tts.synthesize_sync(CHECK_SENTENCE)), tts.sample_rate, stt.sample_rate

@@ -23,10 +23,13 @@ from .codec import codes
 from .codec.codes import CancelReason, ResumeFailure
 from .errors import RemoteProtocolError, StorageError
 from .events import ErrorEvent, Pong, SessionUpdated
+from .input_audio import DECODED_RATE, decode_clip
+from .languages import check_language
 from .limits import TokenBucket
 from .listen_items import AudioIn, Clear, Commit, TranscribeClip
 from .offline import acknowledge
 from .presence import start_typing, stop_typing
+from .receive_narration import control_narration, start_narration
 from .session_context import SessionContext
 from .turn_control import PendingTurn, TurnKind
 
@@ -82,7 +85,9 @@ async def receive_task(
                 max_frame_bytes=config.max_frame_bytes,
             )
             if isinstance(frame, bytes):
-                message: codec.ClientMessage = codec.decode_binary(frame)
+                message: codec.ClientMessage = codec.decode_binary(
+                    frame, pcm16=not ctx.input_audio.compressed
+                )
             else:
                 message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
                 # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
@@ -144,10 +149,16 @@ async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None
             if ctx.recording is not None:
                 await ctx.recording.on_user_text("user_message", text)
             await ctx.request_turn(PendingTurn(TurnKind.CHAT, text, rid, trio.current_time()))
-        case codec.Speak(text=text):
+        case codec.Speak(text=text, voice=voice):
+            check_voice(voice, ctx=ctx, request_id=rid, where="speak")
             if ctx.recording is not None:
                 await ctx.recording.on_user_text("speak", text)
-            await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time()))
+            await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time(), voice=voice))
+        case codec.Narrate():
+            check_voice(message.voice, ctx=ctx, request_id=rid, where="narrate")
+            await start_narration(message, ctx=ctx)
+        case codec.NarrationPause() | codec.NarrationResume() | codec.NarrationCancel():
+            await control_narration(message, ctx=ctx)
         case codec.ResponseCancel(response_id=response_id):
             if not state.turns.cancel(CancelReason.CLIENT_CANCELLED, response_id):
                 raise RemoteProtocolError(
@@ -159,7 +170,7 @@ async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None
                 raise RemoteProtocolError(
                     "no reply is running with that id", code=codes.NO_ACTIVE_RESPONSE, request_id=rid
                 )
-            running.gate.pause() if isinstance(message, codec.ResponsePause) else running.gate.resume()
+            running.pause.pause() if isinstance(message, codec.ResponsePause) else running.pause.resume()
         case codec.TypingStart():
             start_typing(ctx)
         case codec.TypingStop():
@@ -207,22 +218,69 @@ async def dispatch_audio(
             code=codes.UNSUPPORTED,
             request_id=rid,
         )
+    decoder = ctx.input_audio
     match message:
+        case codec.InputAudioFrame() if decoder.compressed:
+            # Charged on the decoded seconds: what the listener and the recognizer will work through.
+            pcm = decoder.decode(message.audio)
+            if pcm:
+                _charge_audio(ctx, len(pcm), DECODED_RATE, rid)
+                if ctx.recording is not None:
+                    await ctx.recording.on_input(pcm, DECODED_RATE)  # what the server heard
+                await ctx.audio_tx.send(AudioIn(pcm, trio.current_time(), DECODED_RATE))
+        case codec.InputAudioAppend() if decoder.compressed:
+            raise RemoteProtocolError(
+                f"input_audio.append carries PCM16; with input_audio_format {decoder.format!r} send the "
+                "stream in binary frames",
+                code=codes.INVALID_AUDIO,
+                request_id=rid,
+            )
         case codec.InputAudioFrame() | codec.InputAudioAppend():
             _charge_audio(ctx, len(message.audio), ctx.state.input_sample_rate, rid)
             if ctx.recording is not None:
                 await ctx.recording.on_input(message.audio, ctx.state.input_sample_rate)
             await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
         case codec.InputAudioCommit():
+            tail = decoder.flush()
+            if tail:
+                await ctx.audio_tx.send(AudioIn(tail, trio.current_time(), DECODED_RATE))
             await ctx.audio_tx.send(Commit(rid))
         case codec.InputAudioClear():
-            await ctx.audio_tx.send(Clear(rid))
+            await ctx.audio_tx.send(Clear(rid))  # the decoder goes on: the stream's header came once
         case codec.Transcribe():
-            rate = message.sample_rate or ctx.state.input_sample_rate
-            _charge_audio(ctx, len(message.audio), rate, rid)
-            await ctx.audio_tx.send(TranscribeClip(message.audio, rate, rid))
+            language = message.language
+            if language is not None:
+                check_language(
+                    language,
+                    stt=ctx.engines.stt,
+                    voices=ctx.engines.voices,
+                    voice=None,
+                    voice_named=True,
+                    request_id=rid,
+                )
+            if message.format not in (None, "pcm16"):
+                audio, rate = decode_clip(message.format, message.audio), DECODED_RATE
+                if not audio:
+                    raise RemoteProtocolError(
+                        f"the {message.format} clip holds no audio", code=codes.INVALID_AUDIO, request_id=rid
+                    )
+            else:
+                audio, rate = message.audio, message.sample_rate or ctx.state.input_sample_rate
+            _charge_audio(ctx, len(audio), rate, rid)
+            await ctx.audio_tx.send(TranscribeClip(audio, rate, rid, language or ctx.state.language))
         case _:
             assert_never(message)
+
+
+def check_voice(voice: str | None, *, ctx: SessionContext, request_id: str | None, where: str) -> None:
+    """Refuse a voice name the server has not installed (``invalid_field``, listing the installed ones)."""
+    voices = ctx.engines.voices
+    if voice is not None and voice not in voices:
+        raise RemoteProtocolError(
+            f"{where}: field 'voice' names no installed voice ({', '.join(voices.names)}; see GET /v1/voices)",
+            code=codes.INVALID_FIELD,
+            request_id=request_id,
+        )
 
 
 def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str | None) -> None:
@@ -236,9 +294,32 @@ def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str |
 
 
 async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -> None:
-    """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force."""
+    """Apply a ``session.update`` (fields left out keep their values) and answer with the settings in force.
+
+    Everything is checked before anything changes: a refused update leaves every setting as it was.
+    """
     state = ctx.state
+    # Checked before anything changes: a refused update is dropped whole, never half applied.
+    if message.turn_detection is not None and message.turn_detection.type == "semantic":
+        if ctx.engines.turn_model is None:
+            raise RemoteProtocolError(
+                "turn_detection 'semantic' needs the end-of-turn model, which this server was started without",
+                code=codes.UNSUPPORTED,
+                request_id=message.request_id,
+            )
     rid = message.request_id
+    check_voice(message.voice, ctx=ctx, request_id=rid, where="session.update")
+    voice = message.voice if message.voice is not None else state.voice
+    if message.language is not None:
+        switch = check_language(
+            message.language,
+            stt=ctx.engines.stt,
+            voices=ctx.engines.voices,
+            voice=voice,
+            voice_named=message.voice is not None,
+            request_id=rid,
+        )
+        voice = switch or voice
     if message.user_id is not None and message.user_id != state.user.user_id:
         if state.user.user_id is not None:
             how = "its token's" if state.user.from_token else "the one it was given"
@@ -287,7 +368,15 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
             )
         else:
             ctx.recording.stop()
-    view = state.config_view(ctx.config, ctx.engines.tts.sample_rate)
+    if message.input_audio_format is not None:
+        state.input_audio_format = message.input_audio_format
+        ctx.input_audio.set_format(message.input_audio_format)
+    if message.output_audio_format is not None:
+        state.output_audio_format = message.output_audio_format
+    if message.language is not None:
+        state.language = message.language
+    state.voice = voice
+    view = state.config_view(ctx.config, ctx.engines.voices)
     await ctx.send(SessionUpdated(state.conversation_id, view), message.request_id)
 
 
@@ -302,6 +391,7 @@ async def truncate_reply(
         )
     _, record = found
     record.heard_ms = audio_end_ms
+    ctx.state.playback.heard(response_id, audio_end_ms, trio.current_time())
     if record.stored and audio_end_ms < record.audio_ms:
         # Queued behind the reply's own write on the store's single writer, so it lands after it.
         await ctx.engines.store.update_message_text(response_id, record.kept_text, interrupted=True)

@@ -101,9 +101,11 @@ async def run_session(
         conversation_id=conversation_id,
         instructions=config.system_prompt,
         input_sample_rate=config.input_sample_rate,
-        turn_detection=default_turn_detection(config, voice=voice),
+        turn_detection=default_turn_detection(config, voice=voice, semantic=engines.turn_model is not None),
+        language=config.language,
         turns=TurnControl(services.replies),
     )
+    state.turns.background = state.narrations.next_turn
     if identity.user_id is not None:
         state.user.set_user(identity.user_id, from_token=True)
     token = secrets.token_urlsafe(32) if config.resume_ttl > 0 else None
@@ -125,7 +127,16 @@ async def run_session(
                 out_tx, out_rx = trio.open_memory_channel[Outgoing | CloseConnection](0)
                 audio_tx, audio_rx = trio.open_memory_channel[ListenItem](config.audio_buffer)
                 recording = Recording(state.session_id, config.recordings)
-                nursery.start_soon(partial(send_task, out_rx, connection, live.outbox, tap=recording.on_sent))
+                nursery.start_soon(
+                    partial(
+                        send_task,
+                        out_rx,
+                        connection,
+                        live.outbox,
+                        tap=recording.on_sent,
+                        on_sent=state.playback.on_sent,
+                    )
+                )
                 ctx = SessionContext(
                     state,
                     engines,
@@ -144,7 +155,7 @@ async def run_session(
                     SessionCreated(
                         state.session_id,
                         conversation_id,
-                        state.config_view(config, engines.tts.sample_rate),
+                        state.config_view(config, engines.voices),
                         token,
                     )
                 )
@@ -231,5 +242,5 @@ async def _recording_failed(ctx: SessionContext, error: RecordingError) -> None:
     """The recording stopped (a full disk, the budget spent): say so, and show ``record: false``."""
     ctx.state.record = False
     await ctx.error(error)
-    view = ctx.state.config_view(ctx.config, ctx.engines.tts.sample_rate)
+    view = ctx.state.config_view(ctx.config, ctx.engines.voices)
     await ctx.send(SessionUpdated(ctx.state.conversation_id, view))

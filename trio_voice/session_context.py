@@ -16,6 +16,7 @@ from .config import Config
 from .engines import Engines
 from .errors import TrioVoiceError
 from .events import ErrorEvent
+from .input_audio import InputAudio
 from .lifecycle import Shutdown
 from .limits import TokenBucket
 from .listen_items import ListenItem
@@ -41,6 +42,7 @@ class SessionContext:
     audio_tx: trio.MemorySendChannel[ListenItem] | None = None
     audio_budget: TokenBucket = attrs.field(factory=lambda: TokenBucket(rate=1.0, burst=1.0))
     shutdown: Shutdown = attrs.field(factory=Shutdown)
+    input_audio: InputAudio = attrs.field(factory=InputAudio)  # the receive side's decoder
     shared: SharedState | None = None  # users, presence, typing, offline messages (None: not served)
     recording: Recording | None = None  # session.update record (None: not served)
 

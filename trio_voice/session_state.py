@@ -15,9 +15,13 @@ import attrs
 
 from . import codec
 from .config import Config
+from .formats import encoded_sample_rate
+from .narration import Narrations
+from .playback import PlaybackLog
 from .turn import TurnRecord
 from .turn_control import TurnControl
 from .user_link import UserLink
+from .voices import Voices
 
 # Turn records kept per session so a late ``response.truncate`` can still find its reply.
 KEPT_TURN_RECORDS = 16
@@ -35,13 +39,17 @@ def session_limits(config: Config) -> codec.SessionLimits:
     )
 
 
-def default_turn_detection(config: Config, *, voice: bool) -> codec.TurnDetection:
-    """A new session's turn detection: the server's VAD settings, or ``none`` without voice input."""
+def default_turn_detection(config: Config, *, voice: bool, semantic: bool = False) -> codec.TurnDetection:
+    """A new session's turn detection: semantic when the end-of-turn model is loaded, the server's VAD
+    settings without it, ``none`` without voice input."""
     return codec.TurnDetection(
-        type="server_vad" if voice else "none",
+        type=("semantic" if semantic else "server_vad") if voice else "none",
         threshold=config.vad_threshold,
         silence_ms=config.vad_silence_ms,
         prefix_ms=config.vad_prefix_ms,
+        eagerness=config.turn_eagerness,
+        fallback_ms=config.turn_fallback_ms,
+        speculative=config.turn_speculative,
     )
 
 
@@ -59,9 +67,15 @@ class SessionState:
     output_audio: bool = True
     input_sample_rate: int = 16000
     turn_detection: codec.TurnDetection = attrs.field(factory=codec.TurnDetection)
+    input_audio_format: str = "pcm16"
+    output_audio_format: str = "pcm16"
+    voice: str | None = None  # None: the server's default voice
+    language: str = "en"
     turns: TurnControl = attrs.field(factory=TurnControl)
+    narrations: Narrations = attrs.field(factory=Narrations)
     turn_counts: Counter[str] = attrs.field(factory=Counter)
     records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
+    playback: PlaybackLog = attrs.field(factory=PlaybackLog)  # reply audio sent, for the echo guard
     created_at: float = attrs.field(factory=time.time)
     user: UserLink = attrs.field(factory=UserLink)  # who is speaking, their presence and typing
     record: bool = False  # session.update record: the session's audio and transcript go to disk
@@ -80,15 +94,23 @@ class SessionState:
         while len(self.records) > KEPT_TURN_RECORDS:
             self.records.popitem(last=False)
 
-    def config_view(self, config: Config, output_sample_rate: int) -> dict[str, Any]:
+    def config_view(self, config: Config, voices: Voices) -> dict[str, Any]:
         """The ``config`` object of ``session.created`` and ``session.updated``."""
+        voice = voices.get(self.voice)
+        rate = voice.sample_rate
+        if self.output_audio_format != "pcm16":
+            rate = encoded_sample_rate(self.output_audio_format, rate)
         return codec.render_session_config(
             instructions=self.instructions,
             input_sample_rate=self.input_sample_rate,
             turn_detection=self.turn_detection,
             output_audio=self.output_audio,
-            output_sample_rate=output_sample_rate,
+            output_sample_rate=rate,
             limits=session_limits(config),
+            input_audio_format=self.input_audio_format,
+            output_audio_format=self.output_audio_format,
+            voice=voice.name,
+            language=self.language,
             user_id=self.user.user_id,
             record=self.record,
         )

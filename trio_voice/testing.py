@@ -91,12 +91,16 @@ class FakeLLM:
             raise LLMError("connection refused (fake)", code="llm_unreachable")
 
 
+VOICE_HZ = 440.0  # the fake voice's tone; the fake user's is 220 Hz
+
+
 @attrs.define
 class FakeTTS:
     """A scripted synthesizer: ``ms_per_char`` of audio per character, after ``delay(text)`` seconds.
 
-    The audio is a quiet tone, so it decodes and has a measurable length. ``fail_on`` makes phrases
-    containing that substring fail like a broken voice.
+    The audio is a quiet tone, so it decodes and has a measurable length; at 440 Hz, so that the echo
+    guard can tell it from the 220 Hz tone that stands in for the user's voice (:func:`utterance`).
+    ``fail_on`` makes phrases containing that substring fail like a broken voice.
     """
 
     sample_rate: int = 22050
@@ -118,10 +122,10 @@ class FakeTTS:
         await trio.sleep(self.delay(text))
         if self.fail_on is not None and self.fail_on in text:
             raise SynthesisError(f"cannot synthesize {text!r} (fake)")
-        await on_audio(tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate))
+        await on_audio(tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate, VOICE_HZ))
 
     def synthesize_sync(self, text: str) -> bytes:
-        return tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate)
+        return tone(len(text) * self.ms_per_char / 1000.0, self.sample_rate, VOICE_HZ)
 
 
 def tone(seconds: float, sample_rate: int, frequency: float = 220.0, amplitude: float = 0.2) -> bytes:
@@ -143,10 +147,20 @@ class FakeSTT:
     text: Callable[[np.ndarray], str] = lambda audio: f"I spoke for {len(audio) / 16000:.1f} seconds"
     calls: list[float] = attrs.field(factory=list)  # clip lengths in seconds
     active: int = 0
+    multilingual: bool = False  # True: like a multilingual whisper, any language may be asked for
+    detected: str = "en"  # what ``detect`` hears
+    languages: list[str | None] = attrs.field(factory=list)  # the language of each call, in order
 
-    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> str:
+    async def detect(self, audio: np.ndarray) -> tuple[str, str]:
+        """``(transcript, language)``: the transcript, and ``detected``."""
+        return await self.transcribe(audio, language=self.detected), self.detected
+
+    async def transcribe(
+        self, audio: np.ndarray, *, partial: bool = False, language: str | None = None
+    ) -> str:
         seconds = len(audio) / self.sample_rate
         self.calls.append(seconds)
+        self.languages.append(language)
         self.active += 1
         try:
             await trio.sleep(seconds * self.seconds_per_audio_second)

@@ -105,11 +105,14 @@ class Synthesizer:
     default en_US-joe-medium voice); ``limiter`` admits ``instances`` synthesis steps at once.
     """
 
-    def __init__(self, voice: PiperVoice, *, instances: int) -> None:
+    def __init__(
+        self, voice: PiperVoice, *, instances: int, limiter: trio.CapacityLimiter | None = None
+    ) -> None:
         self._voice = voice
         self.instances = instances
         self.sample_rate: int = voice.config.sample_rate
-        self.limiter = trio.CapacityLimiter(instances)
+        # Several voices share one limiter, so together they run no more steps at once than one voice.
+        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(instances)
         self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod
@@ -120,6 +123,7 @@ class Synthesizer:
         config_path: Path | None = None,
         instances: int = 1,
         threads: int | None = DEFAULT_THREADS_PER_INSTANCE,
+        limiter: trio.CapacityLimiter | None = None,
     ) -> Synthesizer:
         """Load a Piper voice into ``instances`` onnxruntime sessions. Blocking: takes about a second each.
 
@@ -128,6 +132,7 @@ class Synthesizer:
           config_path: its JSON config; default: the packaged one, or ``model_path + ".json"``.
           instances: model instances, i.e. how many sentences may be synthesized at once.
           threads: onnxruntime intra-op threads per instance; ``None`` for onnxruntime's default (all cores).
+          limiter: the limiter to share with other voices (FIFO: fair across them); default: its own.
 
         Raises:
           SynthesisError: the model or its config cannot be read or is not a valid Piper voice.
@@ -169,7 +174,7 @@ class Synthesizer:
             instances,
             threads or "default",
         )
-        return cls(voice, instances=instances)
+        return cls(voice, instances=instances, limiter=limiter)
 
     async def synthesize(self, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None:
         """Synthesize ``text`` and pass its audio, one chunk per sentence, to ``on_audio``.

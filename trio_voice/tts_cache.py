@@ -16,6 +16,9 @@ Concurrency: concurrent misses of the same phrase synthesize it once: the first 
 the others wait for it and are then served from the cache (as hits). If the first caller fails or is
 cancelled (a barge-in), nothing is stored and one of the waiting callers synthesizes in its place.
 
+Several voices: :meth:`CachedTTS.for_voice` wraps another voice's engine in a cache that shares this one's
+entries, bound and counts (the voice is part of every key), so one ``--tts-cache-mb`` bounds them all.
+
 Counting: :meth:`CachedTTS.statistics` is the one record of hits, misses and evictions; Prometheus
 reads it at each scrape (``Telemetry.watch_tts_cache``). Warm-up syntheses are not counted as misses.
 """
@@ -61,6 +64,18 @@ async def _discard(chunk: bytes) -> None:
     pass
 
 
+@attrs.define
+class _Store:
+    """What the caches of several voices share: the entries, their bytes, flights and counts."""
+
+    entries: OrderedDict[CacheKey, tuple[bytes, ...]] = attrs.field(factory=OrderedDict)  # oldest use first
+    bytes: int = 0
+    flights: dict[CacheKey, trio.Event] = attrs.field(factory=dict)  # phrases being synthesized now
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
 class CachedTTS:
     """A TTS engine in front of ``inner`` that remembers the audio of short phrases (see the module doc).
 
@@ -72,7 +87,13 @@ class CachedTTS:
     """
 
     def __init__(
-        self, inner: TTS, *, max_bytes: int, max_chars: int = DEFAULT_MAX_CHARS, voice: str = "default"
+        self,
+        inner: TTS,
+        *,
+        max_bytes: int,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        voice: str = "default",
+        _store: _Store | None = None,
     ) -> None:
         if max_bytes < 0 or max_chars < 1:
             raise ValueError("max_bytes must be >= 0 and max_chars >= 1")
@@ -81,19 +102,24 @@ class CachedTTS:
         self.max_bytes = max_bytes
         self.max_chars = max_chars
         self.voice = voice
-        self._entries: OrderedDict[CacheKey, tuple[bytes, ...]] = OrderedDict()  # oldest use first
-        self._bytes = 0
-        self._flights: dict[CacheKey, trio.Event] = {}  # phrases being synthesized now
-        self._hits = self._misses = self._evictions = 0
+        self._store = _store if _store is not None else _Store()
+
+    def for_voice(self, inner: TTS, voice: str) -> CachedTTS:
+        """A cache in front of another voice's engine, sharing this one's entries, bound and counts."""
+        return CachedTTS(
+            inner, max_bytes=self.max_bytes, max_chars=self.max_chars, voice=voice, _store=self._store
+        )
 
     def statistics(self) -> CacheStatistics:
+        """Hits, misses and evictions of every voice sharing this cache."""
+        store = self._store
         return CacheStatistics(
-            entries=len(self._entries),
-            bytes=self._bytes,
+            entries=len(store.entries),
+            bytes=store.bytes,
             max_bytes=self.max_bytes,
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
+            hits=store.hits,
+            misses=store.misses,
+            evictions=store.evictions,
         )
 
     def key(self, text: str) -> CacheKey | None:
@@ -115,19 +141,20 @@ class CachedTTS:
         if key is None:
             await self.inner.synthesize(text, on_audio)
             return
+        store = self._store
         while True:
-            chunks = self._entries.get(key)
+            chunks = store.entries.get(key)
             if chunks is not None:
-                self._entries.move_to_end(key)
-                self._hits += 1
+                store.entries.move_to_end(key)
+                store.hits += 1
                 for chunk in chunks:
                     await on_audio(chunk)
                 return
-            flight = self._flights.get(key)
+            flight = store.flights.get(key)
             if flight is None:
                 break
             await flight.wait()  # the same phrase is being synthesized: use its audio when it is done
-        self._misses += 1
+        store.misses += 1
         await self._fill(key, text, on_audio)
 
     async def warm(self, phrases: Iterable[str]) -> int:
@@ -141,13 +168,13 @@ class CachedTTS:
                 logger.warning(
                     "TTS cache warm-up: %r is not cacheable (over %d chars)", phrase, self.max_chars
                 )
-            elif key not in self._entries and key not in self._flights:
+            elif key not in self._store.entries and key not in self._store.flights:
                 await self._fill(key, phrase, _discard)
-        return len(self._entries)
+        return len(self._store.entries)
 
     async def _fill(self, key: CacheKey, text: str, on_audio: Callable[[bytes], Awaitable[None]]) -> None:
         """Synthesize through the wrapped engine, passing audio on, and store it once all of it came."""
-        done = self._flights[key] = trio.Event()
+        done = self._store.flights[key] = trio.Event()
         chunks: list[bytes] = []
 
         async def keep(chunk: bytes) -> None:
@@ -156,18 +183,19 @@ class CachedTTS:
 
         try:
             await self.inner.synthesize(text, keep)
-            self._store(key, tuple(chunks))
+            self._keep(key, tuple(chunks))
         finally:
-            del self._flights[key]
+            del self._store.flights[key]
             done.set()
 
-    def _store(self, key: CacheKey, chunks: tuple[bytes, ...]) -> None:
+    def _keep(self, key: CacheKey, chunks: tuple[bytes, ...]) -> None:
+        store = self._store
         size = sum(len(chunk) for chunk in chunks)
         if size > self.max_bytes:
             return
-        while self._bytes + size > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= sum(len(chunk) for chunk in evicted)
-            self._evictions += 1
-        self._entries[key] = chunks
-        self._bytes += size
+        while store.bytes + size > self.max_bytes:
+            _, evicted = store.entries.popitem(last=False)
+            store.bytes -= sum(len(chunk) for chunk in evicted)
+            store.evictions += 1
+        store.entries[key] = chunks
+        store.bytes += size

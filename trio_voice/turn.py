@@ -6,7 +6,16 @@
     ├── llm_task     LLM deltas → text events + token channel      (chat turns)
     │   or feed_task the given text → token channel                (speak turns)
     ├── phrase_task  tokens → speakable phrases                    (trio_voice.phrases)
+    │   or narration_feed_task  a narration's phrases, as they are (narrate turns)
     └── speak_task   phrases → N TTS workers → sequencer → audio events, in phrase order
+
+Reply audio leaves as PCM16, or encoded (``output_format`` ``opus``, ``mp3``, ``aac``): one encoder per
+reply, fed in short pieces (``trio_voice.formats.pcm_pieces``) so the first bytes leave a few ms after
+the first PCM, flushed at each phrase's end so a phrase is never held back for the next one, closed
+after the last phrase; a cancelled reply's encoder is dropped unflushed. ``TurnRecord`` counts a phrase's
+audio from its PCM, whatever the format: the codec's padding per phrase (Opus up to 26.5 ms, MP3 ~50 ms
+of priming) is not counted, so a ``response.truncate`` position on the decoded stream can run ahead of
+the server's clock by that much per phrase played (documented in protocol/voice.md).
 
 Every channel is opened inside the turn, so cancelling the turn's scope drops whatever tokens, phrases
 and audio they buffer, with no flush code. Events leave through ``emit``, an unbuffered send to the
@@ -32,6 +41,7 @@ from .config import Config
 from .engines import LLM, TTS
 from .errors import EngineError, LLMError, SynthesisError
 from .events import AudioReady, PhraseReady, TextDelta, WarningEvent
+from .formats import OutputEncoder, make_output_encoder, pcm_pieces
 from .phrases import phrase_task
 from .repetition import RepetitionGuard
 from .turn_control import TurnKind
@@ -54,6 +64,10 @@ class TurnRequest:
     messages: Sequence[Mapping[str, str]] = ()
     started_at: float  # trio.current_time() when the request arrived
     output_audio: bool = True
+    output_format: str = "pcm16"  # or an encoded format of trio_voice.formats
+    phrases: Sequence[str] = ()  # narrate turns: the phrases to say, as they are
+    # Called once a phrase's audio is all sent (narration progress): (index in this turn, audio ms).
+    on_phrase_sent: Callable[[int, float], Awaitable[None]] | None = None
 
 
 @attrs.define
@@ -150,11 +164,18 @@ async def _run_stages(
     async with trio.open_nursery() as nursery:
         token_tx, token_rx = trio.open_memory_channel[str](0)
         phrase_tx, phrase_rx = trio.open_memory_channel[str](0)
-        if request.kind == TurnKind.CHAT:
-            nursery.start_soon(partial(llm_task, llm, request, token_tx, emit, config=config, record=record))
+        if request.kind == TurnKind.NARRATE:
+            token_tx.close()
+            token_rx.close()
+            nursery.start_soon(narration_feed_task, request, phrase_tx, emit, record)
         else:
-            nursery.start_soon(feed_task, request, token_tx, emit, record)
-        nursery.start_soon(partial(phrase_task, token_rx, phrase_tx, config=config))
+            if request.kind == TurnKind.CHAT:
+                nursery.start_soon(
+                    partial(llm_task, llm, request, token_tx, emit, config=config, record=record)
+                )
+            else:
+                nursery.start_soon(feed_task, request, token_tx, emit, record)
+            nursery.start_soon(partial(phrase_task, token_rx, phrase_tx, config=config))
         nursery.start_soon(
             partial(speak_task, phrase_rx, request, emit, tts=tts, config=config, record=record)
         )
@@ -227,6 +248,21 @@ async def feed_task(
             await token_tx.send(word + " ")
 
 
+async def narration_feed_task(
+    request: TurnRequest, phrase_tx: trio.MemorySendChannel[str], emit: Emit, record: TurnRecord
+) -> None:
+    """A ``narrate`` turn: its phrases go to the TTS stage one by one, each with its text delta.
+
+    The phrase channel is unbuffered, so this runs no further ahead than the TTS stage takes phrases.
+    """
+    async with phrase_tx:
+        for phrase in request.phrases:
+            delta = phrase if not record.text else f" {phrase}"
+            await emit(TextDelta(request.response_id, delta))
+            record.text += delta
+            await phrase_tx.send(phrase)
+
+
 async def speak_task(
     phrase_rx: trio.MemoryReceiveChannel[str],
     request: TurnRequest,
@@ -284,6 +320,18 @@ async def _sequencer_task(
 ) -> None:
     bytes_per_ms = tts.sample_rate * 2 / 1000.0
     max_event_bytes = int(tts.sample_rate * MAX_AUDIO_EVENT_SECONDS) * 2
+    encoder: OutputEncoder | None = None
+    if request.output_audio and request.output_format != "pcm16":
+        encoder = make_output_encoder(request.output_format, tts.sample_rate)
+
+    async def send_encoded(index: int, data: bytes, pcm_ms: float = 0.0) -> None:
+        assert encoder is not None
+        if data:
+            await emit(
+                AudioReady(request.response_id, index, data, encoder.sample_rate, request.output_format, pcm_ms)
+            )
+            record.mark("first_audio")
+
     async with order_rx:
         index = 0
         async for phrase, audio_rx in order_rx:
@@ -299,9 +347,24 @@ async def _sequencer_task(
                             )
                         )
                         continue
+                    if encoder is not None:
+                        for piece in pcm_pieces(item, tts.sample_rate):
+                            await send_encoded(index, encoder.encode(piece), len(piece) / bytes_per_ms)
+                            record.phrase_audio_ms[-1] += len(piece) / bytes_per_ms
+                        continue
                     for start in range(0, len(item), max_event_bytes):
                         piece = item[start : start + max_event_bytes]
-                        await emit(AudioReady(request.response_id, index, piece, tts.sample_rate))
+                        await emit(
+                            AudioReady(
+                                request.response_id, index, piece, tts.sample_rate, pcm_ms=len(piece) / bytes_per_ms
+                            )
+                        )
                         record.mark("first_audio")
                         record.phrase_audio_ms[-1] += len(piece) / bytes_per_ms
+                if encoder is not None:
+                    await send_encoded(index, encoder.flush())
+            if request.on_phrase_sent is not None:
+                await request.on_phrase_sent(index, record.phrase_audio_ms[-1])
             index += 1
+        if encoder is not None and "first_audio" in record.marks:
+            await send_encoded(max(index - 1, 0), encoder.close())

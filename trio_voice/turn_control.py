@@ -17,6 +17,15 @@ Rules:
   (utterance 1's final arriving after utterance 2 began becomes one turn with both), never answered
   over the user; a typed request waits until the user has finished.
 - **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts.
+- **Background work waits for quiet.** A ``background`` source (the session's narrations) is asked for
+  a turn only when no request waits, none is held and no turn runs; call :meth:`TurnControl.poke`
+  when what it would answer changes.
+- **Speculative replies** (semantic turn detection): at a tentative pause the listener may start a reply
+  before the turn is over. It runs as a *gated* turn: its events are held by its :class:`ReplyGate`
+  until :meth:`TurnControl.confirm` releases them (the turn ended with no more speech), or vanish with
+  it when :meth:`TurnControl.abandon` cancels it (the user went on); an abandoned reply sends nothing and
+  stores nothing. A speculation starts only when nothing else is running or waiting, and any request
+  that arrives meanwhile abandons it (the newest request wins, and this one was never sent).
 - **Typing holds a spoken turn's end.** While the client says the user is typing (``typing.start``), a
   spoken request waits: the user is composing, not done. Typed requests are not held by it.
 
@@ -26,8 +35,9 @@ The state is written by the sync methods (any task of the session) and by :meth:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import Any
 
 import attrs
 import trio
@@ -39,6 +49,7 @@ from .pause import PauseGate
 class TurnKind(StrEnum):
     CHAT = "chat"  # ask the LLM
     SPEAK = "speak"  # say the given text
+    NARRATE = "narrate"  # go on with a narration (trio_voice.narration)
 
 
 @attrs.frozen
@@ -55,6 +66,13 @@ class PendingTurn:
     started_at: float
     speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # spoken turns: VAD/STT times
     spoken: bool = False
+    voice: str | None = None  # None: the session's voice
+    language: str | None = None  # the language it was asked in, when detected (language "auto")
+    narration: Any = None  # NARRATE turns: the trio_voice.narration.Narration to go on with
+    # Events sent just before the reply's response.created: a speculative turn's transcript.final, held
+    # with the reply it started.
+    preamble: tuple[Any, ...] = ()
+    speculative: bool = False  # transcribed at a pause, before the turn was over (semantic turn detection)
 
     def merged_with(self, later: PendingTurn) -> PendingTurn:
         """One spoken turn of this utterance and a later one: both texts, the later one's timing."""
@@ -62,20 +80,64 @@ class PendingTurn:
 
 
 @attrs.define
+class ReplyGate:
+    """What holds a speculative reply's events until the turn is confirmed (see ``converse``).
+
+    ``scope`` wraps the whole gated reply, its held events included: abandoning cancels it, and nothing
+    of the reply is sent or stored. ``release`` lets the held events out, in order, and the rest after them.
+    """
+
+    attempt: int
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    released: trio.Event = attrs.field(factory=trio.Event)
+    released_at: float | None = None
+    marks: dict[str, float] = attrs.field(factory=dict)  # the turn's end, known only at release
+    abandoned: bool = False
+
+    def release(self, marks: Mapping[str, float]) -> None:
+        if not self.abandoned and not self.released.is_set():
+            self.marks.update(marks)
+            self.released_at = trio.current_time()
+            self.released.set()
+
+    def abandon(self) -> None:
+        if not self.released.is_set():
+            self.abandoned = True
+            self.scope.cancel()
+
+
+@attrs.define
 class TurnHandle:
-    """The running turn: its cancel scope, and why it was cancelled (the first reason given wins)."""
+    """The running turn: its cancel scope, and why it was cancelled (the first reason given wins).
+
+    ``gate`` is set for a speculative reply that has not been confirmed yet.
+    """
 
     response_id: str
     request: PendingTurn
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     reason: CancelReason | None = None
     speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
-    gate: PauseGate = attrs.field(factory=PauseGate)  # response.pause / response.resume
+    gate: ReplyGate | None = None
+    pause: PauseGate = attrs.field(factory=PauseGate)  # response.pause / response.resume
 
     def cancel(self, reason: CancelReason) -> None:
+        if self.gate is not None and not self.gate.released.is_set():
+            self.gate.abandon()  # nothing of it was sent: it vanishes instead of being cancelled
+            return
         if self.reason is None:
             self.reason = reason
         self.scope.cancel()
+
+
+@attrs.define
+class Speculation:
+    """A speculative reply the listener started at a pause, from transcription to release."""
+
+    attempt: int
+    turn: PendingTurn | None = None  # its request, once the speech so far is transcribed
+    confirmed_marks: dict[str, float] | None = None  # the turn ended before the reply started
+    handle: TurnHandle | None = None  # running, gated
 
 
 class TurnControl:
@@ -93,7 +155,10 @@ class TurnControl:
         self._current: TurnHandle | None = None
         self._speaking = False
         self._transcribing = 0  # spoken utterances whose final transcript is still coming
+        self._speculation: Speculation | None = None
         self._changed = trio.Event()
+        # Asked for a turn when nothing else is to do (narration); see the module docstring.
+        self.background: Callable[[], PendingTurn | None] | None = None
 
     # --- reading ------------------------------------------------------------------------------------
     @property
@@ -125,6 +190,7 @@ class TurnControl:
     # --- requesters: synchronous, never wait ---------------------------------------------------------
     def request(self, turn: PendingTurn) -> None:
         """A new request: it cancels the running reply and replaces (or merges with) the waiting one."""
+        self._drop_speculation()
         waiting = self._pending
         if waiting is not None:
             if waiting.spoken and turn.spoken:
@@ -141,6 +207,8 @@ class TurnControl:
         running = self._current
         if running is None or (response_id is not None and response_id != running.response_id):
             return False
+        if running.gate is not None:
+            return False  # a speculative reply the client has not seen: nothing of it is running for them
         running.cancel(reason)
         return True
 
@@ -170,6 +238,89 @@ class TurnControl:
         else:
             self._notify()
 
+    # --- speculation (semantic turn detection) -------------------------------------------------------
+    def may_speculate(self) -> bool:
+        """Whether a speculative reply may start now: nothing runs, waits, or is being transcribed, and
+        the user is not typing (a turn's end is held then, so there is nothing to get ahead of)."""
+        return (
+            self._current is None
+            and self._pending is None
+            and not self._superseded
+            and self._transcribing == 0
+            and self._speculation is None
+            and not self._typing
+        )
+
+    def speculation_live(self, attempt: int) -> bool:
+        """Whether speculative reply ``attempt`` is still wanted (not abandoned or replaced)."""
+        return self._speculation is not None and self._speculation.attempt == attempt
+
+    def speculation_started(self, attempt: int) -> None:
+        """The listener is transcribing the speech so far for a speculative reply ``attempt``."""
+        self._speculation = Speculation(attempt)
+
+    def speculation_ready(self, attempt: int, turn: PendingTurn | None) -> None:
+        """The speculative transcription is done: ``turn`` is the reply's request (None: no words)."""
+        spec = self._speculation
+        if spec is None or spec.attempt != attempt:
+            return  # abandoned meanwhile
+        if spec.confirmed_marks is not None:  # the turn already ended: this is its final, run it plainly
+            self._speculation = None
+            self._transcribing = max(0, self._transcribing - 1)
+            if turn is not None:
+                self.request(attrs.evolve(turn, speech_marks={**turn.speech_marks, **spec.confirmed_marks}))
+            else:
+                self._notify()
+            return
+        if turn is None:
+            self._speculation = None
+            return
+        spec.turn = turn
+        self._notify()
+
+    def confirm(self, attempt: int, marks: Mapping[str, float]) -> bool:
+        """The turn ended on exactly the speech ``attempt`` was started on: its reply is the turn's reply.
+
+        Returns False if that speculation is gone (abandoned, or replaced by a request): the caller then
+        transcribes and requests the reply as usual.
+        """
+        spec = self._speculation
+        if spec is None or spec.attempt != attempt:
+            return False
+        if spec.handle is not None:  # running, gated: let its events out
+            assert spec.handle.gate is not None
+            spec.handle.gate.release(marks)
+            spec.handle.gate = None
+            self._speculation = None
+        elif spec.turn is not None:  # transcribed but not started: an ordinary request now
+            self._speculation = None
+            self._pending = attrs.evolve(spec.turn, speech_marks={**spec.turn.speech_marks, **marks})
+        else:  # still being transcribed: hold requests for it, as for any final on its way
+            spec.confirmed_marks = dict(marks)
+            self._transcribing += 1
+        self._notify()
+        return True
+
+    def abandon(self, attempt: int) -> None:
+        """The user went on speaking: the speculative reply ``attempt`` vanishes, unsent and unstored."""
+        spec = self._speculation
+        if spec is not None and spec.attempt == attempt:
+            self._drop_speculation()
+
+    def _drop_speculation(self) -> None:
+        spec, self._speculation = self._speculation, None
+        if spec is None:
+            return
+        if spec.confirmed_marks is not None:
+            self._transcribing = max(0, self._transcribing - 1)
+        if spec.handle is not None and spec.handle.gate is not None:
+            spec.handle.gate.abandon()
+        self._notify()
+
+    def poke(self) -> None:
+        """What the ``background`` source would answer may have changed: let the owner ask again."""
+        self._notify()
+
     def set_typing(self, typing: bool) -> None:
         """The user started or stopped typing: a spoken request waits while it lasts."""
         self._typing = typing
@@ -183,14 +334,44 @@ class TurnControl:
     # --- the owner (converse_task) ---------------------------------------------------------------------
     async def wait_next(self) -> tuple[list[PendingTurn], PendingTurn | None]:
         """Wait until there is something to do; return the superseded requests to close, in order, and
-        the request to start now (None while it is held)."""
-        while not self._superseded and (self._pending is None or self._waits(self._pending)):
+        the request to start now (None while it is held). A speculative request is started gated (see
+        :meth:`start_speculation`) and is not returned here."""
+        while (
+            not self._superseded
+            and (self._pending is None or self._waits(self._pending))
+            and not self._speculation_due()
+        ):
+            if (
+                self._pending is None
+                and not self.held
+                and self._current is None
+                and self._speculation is None
+                and self.background
+            ):
+                quiet = self.background()
+                if quiet is not None:
+                    return [], quiet
             await self._changed.wait()
         superseded, self._superseded = self._superseded, []
         turn = None
         if self._pending is not None and not self._waits(self._pending):
             turn, self._pending = self._pending, None
         return superseded, turn
+
+    def _speculation_due(self) -> bool:
+        spec = self._speculation
+        return spec is not None and spec.turn is not None and spec.handle is None and self._current is None
+
+    def start_speculation(self, response_id: str) -> TurnHandle | None:
+        """Start the transcribed speculative request as a gated turn (the owner calls this)."""
+        if not self._speculation_due():
+            return None
+        spec = self._speculation
+        assert spec is not None and spec.turn is not None
+        handle = self.start(spec.turn, response_id)
+        handle.gate = ReplyGate(spec.attempt)
+        spec.handle = handle
+        return handle
 
     def start(self, turn: PendingTurn, response_id: str) -> TurnHandle:
         """Make ``turn`` the running one (the owner calls this, and nobody else)."""
@@ -204,6 +385,9 @@ class TurnControl:
         """The running turn has ended and sent its ``response.done`` (the owner calls this)."""
         assert self._current is handle
         self._current = None
+        spec = self._speculation
+        if spec is not None and spec.handle is handle:  # it ended (abandoned or done) while still gated
+            self._speculation = None
         if self._replies is not None:
             self._replies.pop(handle.response_id, None)
         self._notify()

@@ -121,7 +121,7 @@ class TurnEnd:
 
     end_ms: float  # where the last speech chunk ended
     decided_ms: float  # the stream position at which the turn was declared over
-    reason: Literal["model", "fallback", "forced"]
+    reason: Literal["model", "fallback", "forced", "silence"]
     speculation: int | None = None
     probability: float | None = None  # the model's last verdict in this turn, if any
     speculative_starts: int = 0

@@ -72,12 +72,14 @@ async def send_task(
     outbox: Outbox,
     *,
     tap: Tap | None = None,
+    on_sent: Callable[[Any, float], None] | None = None,
 ) -> None:
     """Number every event and keep it in the outbox, in order, until the channel closes.
 
     ``tap(event)`` sees each event once it is numbered (the session's recording listens here, so it
-    records exactly what was sent). Raises ``LocalProtocolError`` for an event the protocol forbids: a
-    bug, which ends the session.
+    records exactly what was sent); ``on_sent(event, time)`` hears it too (the echo guard's record of
+    reply audio: while a connection is attached, frames are written as they are kept). Raises
+    ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
     """
     async with out_rx:
         async for item in out_rx:
@@ -85,6 +87,8 @@ async def send_task(
                 outbox.close(item)
                 continue
             await outbox.append(frame_for(connection, item))
+            if on_sent is not None:
+                on_sent(item.event, trio.current_time())
             if tap is not None:
                 await tap(item.event)
 

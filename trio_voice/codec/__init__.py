@@ -6,6 +6,8 @@ the server sends (and parses it back, for clients written in Python), ``codes`` 
 
 from . import codes as codes
 from .client import CLIENT_MESSAGE_TYPES as CLIENT_MESSAGE_TYPES
+from .client import INPUT_AUDIO_FORMATS as INPUT_AUDIO_FORMATS
+from .client import OUTPUT_AUDIO_FORMATS as OUTPUT_AUDIO_FORMATS
 from .client import SUPPORTED_SAMPLE_RATES as SUPPORTED_SAMPLE_RATES
 from .client import TURN_DETECTION_TYPES as TURN_DETECTION_TYPES
 from .client import ClientMessage as ClientMessage
@@ -14,6 +16,10 @@ from .client import InputAudioClear as InputAudioClear
 from .client import InputAudioCommit as InputAudioCommit
 from .client import InputAudioFrame as InputAudioFrame
 from .client import MessageCreate as MessageCreate
+from .client import Narrate as Narrate
+from .client import NarrationCancel as NarrationCancel
+from .client import NarrationPause as NarrationPause
+from .client import NarrationResume as NarrationResume
 from .client import Ping as Ping
 from .client import ResponseCancel as ResponseCancel
 from .client import ResponseTruncate as ResponseTruncate

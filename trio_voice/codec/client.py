@@ -25,9 +25,16 @@ from .controls import CONTROL_CLASSES, ControlMessage
 from .fields import FieldReader, check_pcm16, dump_message, message_reader, read_request_id
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
-TURN_DETECTION_TYPES = ("server_vad", "none")
+TURN_DETECTION_TYPES = ("server_vad", "semantic", "none")
+EAGERNESS_LEVELS = ("low", "medium", "high", "auto")  # semantic turn detection: how soon a pause ends a turn
+MAX_FALLBACK_MS = 10_000
 MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
 MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
+# Input audio a session may stream in binary frames (trio_voice.formats decodes all but pcm16).
+INPUT_AUDIO_FORMATS = ("pcm16", "webm", "opus", "opus_packets")
+# Reply audio a session may ask for (trio_voice.formats encodes all but pcm16).
+OUTPUT_AUDIO_FORMATS = ("pcm16", "opus", "mp3", "aac")
+MAX_NAME_CHARS = 128  # voice names and language codes are short identifiers
 
 
 def _audio_field() -> Any:
@@ -41,19 +48,36 @@ def _b64(audio: bytes) -> str:
 _dump = dump_message
 
 
+def _read_name(r: FieldReader, name: str) -> str | None:
+    """A voice name or language code: a short non-blank string (whether it exists is the session's call)."""
+    value = r.read_str(name, non_blank=True)
+    if value is not None and len(value) > MAX_NAME_CHARS:
+        raise r.fail(name, f"must be at most {MAX_NAME_CHARS} characters")
+    return value
+
+
 def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
     return message_reader(cls.type, obj, known)
 
 
 @attrs.frozen
 class TurnDetection:
-    """How the server finds the end of a user's spoken turn (part of ``session.update``)."""
+    """How the server finds the end of a user's spoken turn (part of ``session.update``).
 
-    # "server_vad": Silero VAD ends turns; "none": only input_audio.commit does; None in an update: unchanged
+    ``server_vad`` ends a turn after ``silence_ms`` of silence. ``semantic`` asks an end-of-turn model at
+    every short pause whether the words make a complete turn (``eagerness`` sets how sure it must be) and
+    ends the turn after ``fallback_ms`` of silence whatever it said; with ``speculative``, the reply starts
+    at the pause and is held until the turn is confirmed. ``none``: only ``input_audio.commit`` ends a turn.
+    In an update, ``None`` means "unchanged"; in the settings in force every field is set.
+    """
+
     type: str | None = "server_vad"
     threshold: float | None = None  # speech probability 0..1 above which a chunk counts as speech
-    silence_ms: int | None = None  # silence that ends a turn
+    silence_ms: int | None = None  # server_vad: silence that ends a turn
     prefix_ms: int | None = None  # audio kept from before the detected speech start
+    eagerness: str | None = None  # semantic: low | medium | high | auto
+    fallback_ms: int | None = None  # semantic: silence that ends a turn whatever the model says
+    speculative: bool | None = None  # semantic: start the reply at a pause, hold it until confirmed
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, reader: FieldReader) -> TurnDetection:
@@ -63,19 +87,20 @@ class TurnDetection:
         """
         sub = FieldReader(obj, where=f"{reader.where}: turn_detection", request_id=reader.request_id)
         for name in obj:
-            if name not in ("type", "threshold", "silence_ms", "prefix_ms"):
+            if name not in attrs.fields_dict(cls):
                 raise sub.fail(name, "is not defined for this object")
         return cls(
             type=sub.read_str("type", choices=TURN_DETECTION_TYPES),
             threshold=sub.read_number("threshold", minimum=0.0, maximum=1.0),
             silence_ms=sub.read_int("silence_ms", minimum=0, maximum=MAX_SILENCE_MS),
             prefix_ms=sub.read_int("prefix_ms", minimum=0, maximum=MAX_PREFIX_MS),
+            eagerness=sub.read_str("eagerness", choices=EAGERNESS_LEVELS),
+            fallback_ms=sub.read_int("fallback_ms", minimum=300, maximum=MAX_FALLBACK_MS),
+            speculative=sub.read_bool("speculative"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        fields = {"type": self.type, "threshold": self.threshold, "silence_ms": self.silence_ms}
-        fields["prefix_ms"] = self.prefix_ms
-        return {name: value for name, value in fields.items() if value is not None}
+        return {name: value for name, value in attrs.asdict(self).items() if value is not None}
 
     def updated(self, update: TurnDetection) -> TurnDetection:
         """These settings with the fields ``update`` sets replaced (``session.update`` semantics)."""
@@ -90,6 +115,10 @@ class SessionUpdate:
     input_sample_rate: int | None = None
     turn_detection: TurnDetection | None = None
     output_audio: bool | None = None
+    input_audio_format: str | None = None
+    output_audio_format: str | None = None
+    voice: str | None = None
+    language: str | None = None
     user_id: str | None = None  # who is speaking: presence, typing and offline messages are per user
     record: bool | None = None  # record the session's audio and transcript (see protocol/voice.md)
     request_id: str | None = None
@@ -102,6 +131,10 @@ class SessionUpdate:
             "input_sample_rate",
             "turn_detection",
             "output_audio",
+            "input_audio_format",
+            "output_audio_format",
+            "voice",
+            "language",
             "user_id",
             "record",
         )
@@ -116,6 +149,10 @@ class SessionUpdate:
             if turn_detection is None
             else TurnDetection.from_json(turn_detection, reader=r),
             output_audio=r.read_bool("output_audio"),
+            input_audio_format=r.read_str("input_audio_format", choices=INPUT_AUDIO_FORMATS),
+            output_audio_format=r.read_str("output_audio_format", choices=OUTPUT_AUDIO_FORMATS),
+            voice=_read_name(r, "voice"),
+            language=_read_name(r, "language"),
             user_id=r.read_id("user_id"),
             record=r.read_bool("record"),
             request_id=r.request_id,
@@ -130,6 +167,10 @@ class SessionUpdate:
             input_sample_rate=self.input_sample_rate,
             turn_detection=None if self.turn_detection is None else self.turn_detection.to_json(),
             output_audio=self.output_audio,
+            input_audio_format=self.input_audio_format,
+            output_audio_format=self.output_audio_format,
+            voice=self.voice,
+            language=self.language,
             user_id=self.user_id,
             record=self.record,
         )
@@ -160,17 +201,83 @@ class Speak:
 
     type: ClassVar[str] = "speak"
     text: str
+    voice: str | None = None  # None: the session's voice
     request_id: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Speak:
-        r = _reader(cls, obj, ("text",))
+        r = _reader(cls, obj, ("text", "voice"))
         text = r.read_str("text", required=True, non_blank=True, max_chars=max_text_chars)
         assert text is not None
-        return cls(text=text, request_id=r.request_id)
+        return cls(text=text, voice=_read_name(r, "voice"), request_id=r.request_id)
 
     def to_json(self) -> dict[str, Any]:
-        return _dump(self.type, self.request_id, text=self.text)
+        return _dump(self.type, self.request_id, text=self.text, voice=self.voice)
+
+
+@attrs.frozen
+class Narrate:
+    """Long-form narration: ``text`` (or the stored lesson ``lesson_id``) queued and spoken phrase by phrase.
+
+    Exactly one of ``text`` and ``lesson_id``. The text's length is checked by the session against
+    ``max_narration_chars`` (it is bounded here only by the frame size).
+    """
+
+    type: ClassVar[str] = "narrate"
+    text: str | None = None
+    lesson_id: str | None = None
+    voice: str | None = None  # None: the session's voice
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Narrate:
+        r = _reader(cls, obj, ("text", "lesson_id", "voice"))
+        text = r.read_str("text", non_blank=True)
+        lesson_id = _read_name(r, "lesson_id")
+        if (text is None) == (lesson_id is None):
+            raise r.fail("text", "or 'lesson_id' is required, and not both")
+        return cls(text=text, lesson_id=lesson_id, voice=_read_name(r, "voice"), request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, text=self.text, lesson_id=self.lesson_id, voice=self.voice)
+
+
+@attrs.frozen
+class _NarrationControl:
+    """``narration.pause`` / ``resume`` / ``cancel``: of ``narration_id``, or of the current narration."""
+
+    type: ClassVar[str]
+    narration_id: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Any:
+        r = _reader(cls, obj, ("narration_id",))
+        return cls(narration_id=_read_name(r, "narration_id"), request_id=r.request_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self.type, self.request_id, narration_id=self.narration_id)
+
+
+@attrs.frozen
+class NarrationPause(_NarrationControl):
+    """Stop the narration where it is (its reply ends ``cancelled``, ``narration_paused``); keep its place."""
+
+    type: ClassVar[str] = "narration.pause"
+
+
+@attrs.frozen
+class NarrationResume(_NarrationControl):
+    """Go on with a paused (or interrupted) narration from where it stopped, once no reply runs."""
+
+    type: ClassVar[str] = "narration.resume"
+
+
+@attrs.frozen
+class NarrationCancel(_NarrationControl):
+    """Drop a narration, queued, running or paused."""
+
+    type: ClassVar[str] = "narration.cancel"
 
 
 @attrs.frozen
@@ -279,25 +386,38 @@ class Transcribe:
 
     type: ClassVar[str] = "transcribe"
     audio: bytes = _audio_field()
-    sample_rate: int | None = None  # None: the session's input_sample_rate
+    sample_rate: int | None = None  # None: the session's input_sample_rate (pcm16 clips only)
+    format: str | None = None  # None: pcm16; a compressed clip is a whole stream of that format
+    language: str | None = None  # None: the session's language
     request_id: str | None = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, max_text_chars: int | None = None) -> Transcribe:
-        r = _reader(cls, obj, ("audio", "sample_rate"))
+        r = _reader(cls, obj, ("audio", "sample_rate", "format", "language"))
+        fmt = r.read_str("format", choices=INPUT_AUDIO_FORMATS)
         return cls(
-            audio=r.read_audio("audio"),
+            audio=r.read_audio("audio", pcm16=fmt in (None, "pcm16")),
             sample_rate=r.read_sample_rate("sample_rate", supported=SUPPORTED_SAMPLE_RATES),
+            format=fmt,
+            language=_read_name(r, "language"),
             request_id=r.request_id,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return _dump(self.type, self.request_id, audio=_b64(self.audio), sample_rate=self.sample_rate)
+        return _dump(
+            self.type,
+            self.request_id,
+            audio=_b64(self.audio),
+            sample_rate=self.sample_rate,
+            format=self.format,
+            language=self.language,
+        )
 
 
 @attrs.frozen
 class InputAudioFrame:
-    """A binary frame: raw PCM16LE mono audio at the session's input rate (same as ``input_audio.append``)."""
+    """A binary frame: input audio in the session's ``input_audio_format`` (PCM16LE mono at its input
+    rate by default, the same as ``input_audio.append``)."""
 
     audio: bytes = _audio_field()
     request_id: str | None = None  # binary frames cannot carry one; always None
@@ -307,6 +427,10 @@ ClientMessage = (
     SessionUpdate
     | MessageCreate
     | Speak
+    | Narrate
+    | NarrationPause
+    | NarrationResume
+    | NarrationCancel
     | ResponseCancel
     | ResponseTruncate
     | Ping
@@ -325,6 +449,10 @@ CLIENT_MESSAGE_TYPES: Mapping[str, Any] = {
         SessionUpdate,
         MessageCreate,
         Speak,
+        Narrate,
+        NarrationPause,
+        NarrationResume,
+        NarrationCancel,
         ResponseCancel,
         ResponseTruncate,
         Ping,
@@ -376,17 +504,21 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
     return cls.from_json(obj, max_text_chars=max_text_chars)
 
 
-def decode_binary(data: bytes) -> InputAudioFrame:
-    """Parse one binary frame: raw PCM16LE mono audio at the session's input rate.
+def decode_binary(data: bytes, *, pcm16: bool = True) -> InputAudioFrame:
+    """Parse one binary frame: raw PCM16LE mono audio at the session's input rate, or (``pcm16=False``)
+    the next bytes of a compressed stream, which only its decoder can check.
 
     Raises:
-        RemoteProtocolError: ``invalid_audio`` if the frame is empty or has an odd byte length.
+        RemoteProtocolError: ``invalid_audio`` if the frame is empty or (PCM16) has an odd byte length.
     """
 
     def fail(problem: str) -> RemoteProtocolError:
         return RemoteProtocolError(f"binary frame {problem}", code=codes.INVALID_AUDIO)
 
-    check_pcm16(data, fail=fail)
+    if pcm16:
+        check_pcm16(data, fail=fail)
+    elif not data:
+        raise fail("holds no audio")
     return InputAudioFrame(audio=bytes(data))
 
 

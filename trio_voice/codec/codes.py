@@ -41,6 +41,10 @@ MESSAGE_NOT_FOUND: Final = "message_not_found"
 RECORDING_FORBIDDEN: Final = "recording_forbidden"
 RECORDING_FAILED: Final = "recording_failed"
 RECORDING_LIMIT_REACHED: Final = "recording_limit_reached"
+LANGUAGE_UNAVAILABLE: Final = "language_unavailable"
+NARRATION_NOT_FOUND: Final = "narration_not_found"
+LESSON_NOT_FOUND: Final = "lesson_not_found"
+TOO_MANY_NARRATIONS: Final = "too_many_narrations"
 
 #: code → one-line meaning, for every ``error`` code in protocol v1.
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -68,6 +72,10 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         RECORDING_FORBIDDEN: "`session.update` asked to record and the server does not allow recording",
         RECORDING_FAILED: "writing the session's recording failed (a full disk); recording stopped, the session goes on",
         RECORDING_LIMIT_REACHED: "recordings use all the disk the server allows them; recording stopped, the session goes on",
+        LANGUAGE_UNAVAILABLE: "a language was asked for that the recognizer or the installed voices cannot handle; the message names what is missing",
+        NARRATION_NOT_FOUND: "`narration.pause`/`resume`/`cancel` named no narration of this session (or there is none)",
+        LESSON_NOT_FOUND: "`narrate` named a lesson the server does not have (or has no lessons folder)",
+        TOO_MANY_NARRATIONS: "`narrate` while `max_queued_narrations` narrations are queued or paused",
         # sent just before the server closes the connection
         SERVER_FULL: "`max_sessions` sessions are open already (close 1013)",
         IDLE_TIMEOUT: "no frame from the client for `idle_timeout` seconds (close 1000)",
@@ -108,9 +116,7 @@ class ResumeFailure(StrEnum):
     SESSION_CLOSED = "session_closed"  # the session ended (the client closed it, idle timeout, shutdown)
     INVALID_TOKEN = "invalid_token"  # the resume_token is not that session's
     USER_MISMATCH = "user_mismatch"  # the connection's user token names another user
-    REPLAY_OVERFLOW = (
-        "replay_overflow"  # events after last_seq are no longer kept (the replay buffer overflowed)
-    )
+    REPLAY_OVERFLOW = "replay_overflow"  # events after last_seq are no longer kept (buffer overflow)
     INVALID_SEQ = "invalid_seq"  # last_seq is ahead of what the session sent
     NOT_FIRST_MESSAGE = "not_first_message"  # session.resume after other messages on this connection
     RESUME_DISABLED = "resume_disabled"  # the server keeps no session for a resume (resume_ttl 0)
@@ -163,6 +169,7 @@ class CancelReason(StrEnum):
     TURN_DETECTED = "turn_detected"  # barge-in: the user started speaking
     CLIENT_DISCONNECTED = "client_disconnected"
     SHUTDOWN = "shutdown"
+    NARRATION_PAUSED = "narration_paused"  # narration.pause (or narration.cancel) stopped a narration
 
 
 STATUS_COMPLETED: Final = ReplyStatus.COMPLETED

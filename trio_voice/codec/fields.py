@@ -184,8 +184,8 @@ class FieldReader:
             raise self.fail(name, f"must be one of {rates} Hz", code=codes.INVALID_AUDIO)
         return value
 
-    def read_audio(self, name: str) -> bytes:
-        """Required base64 PCM16LE audio; bad base64, no bytes or an odd length raise ``invalid_audio``."""
+    def read_audio(self, name: str, *, pcm16: bool = True) -> bytes:
+        """Required base64 audio; bad base64, no bytes or (``pcm16``) an odd length raise ``invalid_audio``."""
         value = self._get(name, required=True)
         if not isinstance(value, str):
             raise self.fail(name, "must be a base64 string")
@@ -193,7 +193,10 @@ class FieldReader:
             audio = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise self.fail(name, "is not valid base64", code=codes.INVALID_AUDIO) from None
-        check_pcm16(audio, fail=lambda problem: self.fail(name, problem, code=codes.INVALID_AUDIO))
+        if pcm16:
+            check_pcm16(audio, fail=lambda problem: self.fail(name, problem, code=codes.INVALID_AUDIO))
+        elif not audio:
+            raise self.fail(name, "holds no audio", code=codes.INVALID_AUDIO)
         return audio
 
 

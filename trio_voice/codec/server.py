@@ -45,7 +45,7 @@ _EVENTS: Mapping[type, tuple[str, Mapping[str, str]]] = {
     events.SpeechStarted: ("input.speech_started", {"audio_start_ms": "int"}),
     events.SpeechStopped: ("input.speech_stopped", {"audio_end_ms": "int"}),
     events.TranscriptPartial: ("transcript.partial", {"text": "str"}),
-    events.TranscriptFinal: ("transcript.final", {"text": "str"}),
+    events.TranscriptFinal: ("transcript.final", {"text": "str", "language": "str?"}),
     events.PresenceUpdate: (
         "presence.update",
         {"user_id": "str", "session_id": "str", "status": "str", "last_seen": "number"},
@@ -67,12 +67,31 @@ _EVENTS: Mapping[type, tuple[str, Mapping[str, str]]] = {
     events.PhraseReady: ("response.phrase", {"response_id": "str", "index": "int", "text": "str"}),
     events.AudioReady: (
         "response.audio.delta",
-        {"response_id": "str", "index": "int", "audio": "base64", "sample_rate": "int"},
+        {"response_id": "str", "index": "int", "audio": "base64", "sample_rate": "int", "format": "str"},
     ),
     events.ReplyDone: (
         "response.done",
         {"response_id": "str", "status": "str", "reason": "str|null", "text": "str", "metrics": "object"},
     ),
+    events.NarrationCreated: (
+        "narration.created",
+        {"narration_id": "str", "total_phrases": "int", "ahead": "int"},
+    ),
+    events.NarrationProgress: (
+        "narration.progress",
+        {
+            "narration_id": "str",
+            "response_id": "str",
+            "phrase_index": "int",
+            "total_phrases": "int",
+            "position_ms": "int",
+        },
+    ),
+    events.NarrationPaused: (
+        "narration.paused",
+        {"narration_id": "str", "phrase_index": "int", "reason": "str"},
+    ),
+    events.NarrationDone: ("narration.done", {"narration_id": "str", "status": "str"}),
 }
 _BY_WIRE_TYPE: Mapping[str, tuple[type, Mapping[str, str]]] = {
     wire: (cls, kinds) for cls, (wire, kinds) in _EVENTS.items()
@@ -154,7 +173,7 @@ def encode_event(event: events.ServerEvent, *, seq: int, request_id: str | None 
         if kind == "str?" and value is None:
             continue
         if kind == "base64":
-            if len(value) % 2:
+            if len(value) % 2 and getattr(event, "format", "pcm16") == "pcm16":
                 raise LocalProtocolError(f"audio of {len(value)} bytes is not whole PCM16 samples")
             value = base64.b64encode(value).decode("ascii")
         elif kind == "object":
@@ -186,14 +205,19 @@ def render_session_config(
     output_audio: bool,
     output_sample_rate: int,
     limits: SessionLimits,
+    input_audio_format: str = "pcm16",
+    output_audio_format: str = "pcm16",
+    voice: str = "en_US-joe-medium",
+    language: str = "en",
     user_id: str | None = None,
     record: bool = False,
 ) -> dict[str, Any]:
     """Build the ``config`` object of ``session.created`` / ``session.updated`` (see protocol/voice.md).
 
     Args:
-        instructions ... output_sample_rate, user_id, record: the session's settings now in force; every
-            field of ``turn_detection`` must be set (these are the values in force, not an update).
+        instructions ... output_sample_rate, input_audio_format ... language, user_id, record: the
+            session's settings now in force; every field of ``turn_detection`` must be set (these are the
+            values in force, not an update). ``output_sample_rate`` is the rate of the encoded reply audio.
         limits: the limits the client should respect.
 
     Raises:
@@ -208,6 +232,10 @@ def render_session_config(
         "turn_detection": detection,
         "output_audio": output_audio,
         "output_sample_rate": output_sample_rate,
+        "input_audio_format": input_audio_format,
+        "output_audio_format": output_audio_format,
+        "voice": voice,
+        "language": language,
         "user_id": user_id,
         "record": record,
         "limits": attrs.asdict(limits),

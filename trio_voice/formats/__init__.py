@@ -14,5 +14,6 @@ from .encoders import OUTPUT_FORMATS as OUTPUT_FORMATS
 from .encoders import MuxedEncoder as MuxedEncoder
 from .encoders import OggOpusEncoder as OggOpusEncoder
 from .encoders import OutputEncoder as OutputEncoder
+from .encoders import encoded_sample_rate as encoded_sample_rate
 from .encoders import make_output_encoder as make_output_encoder
 from .encoders import pcm_pieces as pcm_pieces

@@ -54,6 +54,7 @@ __all__ = [
     "MuxedEncoder",
     "OggOpusEncoder",
     "OutputEncoder",
+    "encoded_sample_rate",
     "make_output_encoder",
     "pcm_pieces",
 ]
@@ -99,6 +100,14 @@ def make_output_encoder(fmt: str, input_rate: int) -> OutputEncoder:
     raise ValueError(f"unknown output audio format {fmt!r}; one of {', '.join(OUTPUT_FORMATS)}")
 
 
+def encoded_sample_rate(fmt: str, input_rate: int) -> int:
+    """The rate of ``fmt`` audio encoded from PCM at ``input_rate`` (what its encoder's ``sample_rate``
+    will be), without opening a codec: Opus runs at the Opus rate at or above it, the others at it."""
+    if fmt == "opus":
+        return next((r for r in sorted(OPUS_RATES) if r >= input_rate), max(OPUS_RATES))
+    return input_rate
+
+
 def pcm_pieces(
     pcm: bytes, sample_rate: int, *, first: float = FIRST_PIECE_SECONDS, rest: float = PIECE_SECONDS
 ) -> Iterator[bytes]:
@@ -117,7 +126,7 @@ class OggOpusEncoder:
 
     def __init__(self, input_rate: int, *, serial: int | None = None) -> None:
         self.input_rate = input_rate
-        self.sample_rate = next((r for r in sorted(OPUS_RATES) if r >= input_rate), max(OPUS_RATES))
+        self.sample_rate = encoded_sample_rate("opus", input_rate)
         self._opus = OpusEncoder(self.sample_rate)
         self._resampler = Resampler(input_rate, self.sample_rate)
         self._writer = OggWriter(serial if serial is not None else random.getrandbits(32))

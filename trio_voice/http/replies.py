@@ -27,13 +27,13 @@ def running(ctx: AppContext, response_id: str) -> Any:
 
 async def pause(request: Request, ctx: AppContext) -> None:
     handle = running(ctx, request.params["response_id"])
-    handle.gate.pause()
+    handle.pause.pause()
     await request.respond_json(200, {"response_id": handle.response_id, "paused": True})
 
 
 async def resume(request: Request, ctx: AppContext) -> None:
     handle = running(ctx, request.params["response_id"])
-    handle.gate.resume()
+    handle.pause.resume()
     await request.respond_json(200, {"response_id": handle.response_id, "paused": False})
 
 

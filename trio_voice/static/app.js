@@ -3,7 +3,13 @@
 // instant stop on barge-in, the live transcript, the conversation and each turn's latency.
 //
 // Query parameters: ?ws=URL of the WebSocket endpoint (default ws(s)://<page host>:8765/v1/voice),
-// ?token=TOKEN passed on as ?token= on the WebSocket URL.
+// ?token=TOKEN passed on as ?token= on the WebSocket URL, ?lowbw=1 to start in low-bandwidth mode.
+//
+// Low bandwidth: Opus both ways. The microphone goes out as MediaRecorder's WebM/Opus blobs
+// (input_audio_format "webm", ~24 kbit/s instead of 256 kbit/s of PCM16 at 16 kHz), and replies come
+// back as Ogg/Opus (output_audio_format "opus"), decoded here by WebCodecs (opus-playback.js).
+
+import { OggOpusStream, opusPlaybackSupported } from "./opus-playback.js";
 // window.trioVoice.stats is a read-only snapshot of counters, for tests and curious people.
 
 const SUPPORTED_RATES = [8000, 16000, 24000, 44100, 48000];
@@ -15,6 +21,9 @@ const BACKOFF_MAX_S = 30;
 const MAX_QUEUED_FRAMES = Math.round(3000 / FRAME_MS); // mic audio kept while the input rate is confirmed
 const MAX_OUTBOX = 10; // typed messages kept while (re)connecting
 const KEPT_RESPONSES = 8; // replies whose playback record is kept for response.truncate
+const RECORDER_MIME = "audio/webm;codecs=opus";
+const RECORDER_SLICE_MS = 100; // MediaRecorder timeslice: how often a WebM blob goes out
+const RECORDER_BITS = 24000;
 
 const METRIC_LABELS = [
   ["speech_end_to_final_ms", "transcript"],
@@ -51,6 +60,7 @@ const ui = {
   conversationId: $("conversation-id"),
   micRate: $("mic-rate"),
   outRate: $("out-rate"),
+  lowBandwidth: $("low-bandwidth"),
 };
 
 const params = new URLSearchParams(location.search);
@@ -76,6 +86,9 @@ const stats = {
   truncations: 0, // replies cut short here
   truncatesSent: 0, // response.truncate messages sent
   seqGaps: 0,
+  recorderBlobs: 0, // low bandwidth: WebM blobs sent
+  opusBytes: 0, // low bandwidth: Ogg/Opus reply bytes received
+  opusChunks: 0, // low bandwidth: decoded Opus audio chunks scheduled
   errors: [],
 };
 
@@ -106,6 +119,11 @@ const state = {
   sink: null,
   micRate: null,
   serverInputRate: null,
+  lowBandwidth: params.get("lowbw") === "1",
+  recorder: null,
+  serverFormats: { input: "pcm16", output: "pcm16" }, // what the server last confirmed
+  queuedBlobs: [], // WebM blobs waiting for the server to expect webm (the first holds the header)
+  opus: new Map(), // response_id -> OggOpusStream
   rateRequestId: null,
   queuedFrames: [],
   playCursor: 0,
@@ -124,6 +142,8 @@ window.trioVoice = Object.freeze({
       errors: [...stats.errors],
       connected: state.connected,
       micOn: state.micOn,
+      lowBandwidth: state.lowBandwidth,
+      serverFormats: { ...state.serverFormats },
       sounding: isPlaying(),
     };
   },
@@ -348,11 +368,20 @@ function onSessionCreated(event) {
   ui.sessionId.textContent = event.session_id;
   ui.outRate.textContent = `${event.config.output_sample_rate} Hz`;
   state.serverInputRate = event.config.input_sample_rate;
+  state.serverFormats = { input: event.config.input_audio_format, output: event.config.output_audio_format };
+  if (state.recorder) {
+    // A new session has a new decoder, which needs the WebM header: start a new recording.
+    state.recorder.ondataavailable = null;
+    if (state.recorder.state !== "inactive") state.recorder.stop();
+    state.queuedBlobs = [];
+    startRecorder(state.stream);
+  }
   setConn("connected", "Connected");
   if (ui.notice.dataset.source === "connection") hideNotice();
   const update = {};
   if (state.conversationId) update.conversation_id = state.conversationId; // keep the history on reconnect
   if (state.micRate && state.micRate !== state.serverInputRate) update.input_sample_rate = state.micRate;
+  Object.assign(update, formatUpdate());
   if (Object.keys(update).length) {
     sendSessionUpdate(update);
   } else {
@@ -371,7 +400,41 @@ function sendSessionUpdate(update) {
   send({ type: "session.update", request_id: state.rateRequestId, ...update });
 }
 
+function wantedFormats() {
+  return state.lowBandwidth ? { input: "webm", output: "opus" } : { input: "pcm16", output: "pcm16" };
+}
+
+/** The session.update fields that bring the server's audio formats to this page's mode (maybe none). */
+function formatUpdate() {
+  const wanted = wantedFormats();
+  const update = {};
+  if (state.serverFormats.input !== wanted.input) update.input_audio_format = wanted.input;
+  if (state.serverFormats.output !== wanted.output) update.output_audio_format = wanted.output;
+  return update;
+}
+
+function setLowBandwidth(on) {
+  if (on && (!opusPlaybackSupported || !window.MediaRecorder || !MediaRecorder.isTypeSupported(RECORDER_MIME))) {
+    showNotice("This browser cannot record or play Opus (MediaRecorder WebM/Opus and WebCodecs are needed).", {
+      retry: false,
+    });
+    ui.lowBandwidth.checked = false;
+    return;
+  }
+  state.lowBandwidth = on;
+  ui.lowBandwidth.checked = on;
+  const restartMic = state.micOn;
+  if (restartMic) stopMic();
+  if (state.connected) {
+    const update = formatUpdate();
+    if (Object.keys(update).length) sendSessionUpdate(update);
+  }
+  if (restartMic) startMic();
+}
+
 function onSessionUpdated(event) {
+  state.serverFormats = { input: event.config.input_audio_format, output: event.config.output_audio_format };
+  flushQueuedBlobs();
   state.serverInputRate = event.config.input_sample_rate;
   state.conversationId = event.conversation_id;
   ui.conversationId.textContent = event.conversation_id;
@@ -600,17 +663,48 @@ function decodePcm16(base64) {
 }
 
 function onAudioDelta(event) {
-  let record = state.playing.get(event.response_id);
+  const record = state.playing.get(event.response_id);
   if (record && record.stopped) return; // cut short here already: the rest is stale
-  const samples = decodePcm16(event.audio);
+  if (event.format === "opus") {
+    let stream = state.opus.get(event.response_id);
+    if (!stream) {
+      const id = event.response_id;
+      stream = new OggOpusStream(
+        (samples, rate) => {
+          stats.opusChunks += 1;
+          schedule(id, samples, rate);
+        },
+        (error) => showNotice(`Opus playback failed: ${error.message}`, { retry: false }),
+      );
+      state.opus.set(id, stream);
+      while (state.opus.size > KEPT_RESPONSES) {
+        const [oldest, old] = state.opus.entries().next().value;
+        old.close();
+        state.opus.delete(oldest);
+      }
+    }
+    const binary = atob(event.audio);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    stats.opusBytes += bytes.length;
+    stream.push(bytes);
+    return;
+  }
+  schedule(event.response_id, decodePcm16(event.audio), event.sample_rate);
+}
+
+/** Play decoded mono samples of reply ``responseId`` right after what is already scheduled. */
+function schedule(responseId, samples, rate) {
+  let record = state.playing.get(responseId);
+  if (record && record.stopped) return;
   if (!samples.length) return;
   const ctx = ensureAudioContext();
   if (!record) {
     record = { chunks: [], scheduled: 0, stopped: false, truncated: false };
-    state.playing.set(event.response_id, record);
+    state.playing.set(responseId, record);
     trimMap(state.playing, KEPT_RESPONSES);
   }
-  const buffer = ctx.createBuffer(1, samples.length, event.sample_rate);
+  const buffer = ctx.createBuffer(1, samples.length, rate);
   buffer.copyToChannel(samples, 0);
   const src = ctx.createBufferSource();
   src.buffer = buffer;
@@ -760,6 +854,7 @@ async function startMic() {
       };
     }
     Object.assign(state, { stream, source, worklet, sink, micOn: true });
+    if (state.lowBandwidth) startRecorder(stream);
     if (state.connected && state.micRate !== state.serverInputRate) {
       sendSessionUpdate({ input_sample_rate: state.micRate });
     }
@@ -790,9 +885,34 @@ function micErrorText(err) {
   }
 }
 
+function startRecorder(stream) {
+  // Every blob of one recording is one WebM stream: the first holds its header, so none is dropped.
+  const recorder = new MediaRecorder(stream, { mimeType: RECORDER_MIME, audioBitsPerSecond: RECORDER_BITS });
+  recorder.ondataavailable = async (event) => {
+    if (!event.data.size) return;
+    const blob = await event.data.arrayBuffer();
+    if (state.serverFormats.input !== "webm" || state.queuedBlobs.length) state.queuedBlobs.push(blob);
+    else sendBlob(blob);
+  };
+  recorder.start(RECORDER_SLICE_MS);
+  state.recorder = recorder;
+}
+
+function sendBlob(blob) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+  state.ws.send(blob);
+  stats.recorderBlobs += 1;
+  stats.bytesSent += blob.byteLength;
+}
+
+function flushQueuedBlobs() {
+  if (state.serverFormats.input !== "webm") return;
+  for (const blob of state.queuedBlobs.splice(0)) sendBlob(blob);
+}
+
 function onMicFrame({ pcm, level }) {
   ui.levelBar.style.transform = `scaleX(${Math.min(1, level * 1.5).toFixed(3)})`;
-  if (!state.micOn || !state.connected) return;
+  if (!state.micOn || !state.connected || state.lowBandwidth) return; // low bandwidth: the recorder sends
   if (state.serverInputRate !== state.micRate) {
     // session.updated has not confirmed our rate yet: audio sent now would be read at the old rate.
     state.queuedFrames.push(pcm);
@@ -817,6 +937,12 @@ function flushQueuedFrames() {
 function stopMic() {
   if (!state.micOn) return;
   state.micOn = false;
+  if (state.recorder) {
+    state.recorder.ondataavailable = null;
+    if (state.recorder.state !== "inactive") state.recorder.stop();
+    state.recorder = null;
+    state.queuedBlobs = [];
+  }
   state.worklet.port.postMessage("stop");
   state.worklet.port.onmessage = null;
   state.source.disconnect();
@@ -907,6 +1033,7 @@ ui.settingsForm.addEventListener("submit", (event) => {
   state.conversationId = null;
   reconnectNow();
 });
+ui.lowBandwidth.addEventListener("change", () => setLowBandwidth(ui.lowBandwidth.checked));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !ui.interrupt.disabled) interrupt();
 });
@@ -926,6 +1053,7 @@ async function discoverWsUrl() {
 }
 
 ui.token.value = state.token;
+if (state.lowBandwidth) setLowBandwidth(true);
 updateButtons();
 discoverWsUrl().then(() => {
   ui.wsUrl.value = state.wsUrl;
