@@ -19,6 +19,17 @@ from trio_voice.recording import Recording, RecordingBudget, WavWriter, recordin
 from trio_voice.testing import FakeLLM, FakeSTT, FakeVAD, tone, utterance
 
 
+async def recording_of(http: httpx.AsyncClient, session_id: str, replies: int) -> dict:
+    """The recording's listing once its writer has caught up with ``replies`` finished replies (the
+    recording is written behind the session, in order: a reply's last line comes after its audio)."""
+    with trio.fail_after(10):
+        while True:
+            listing = (await http.get(f"/v1/sessions/{session_id}/recording")).json()
+            if sum(line["type"] == "reply_done" for line in listing.get("transcript", ())) >= replies:
+                return listing
+            await trio.sleep(0.02)
+
+
 def decode(data: bytes) -> tuple[int, bytes]:
     with wave.open(io.BytesIO(data)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
@@ -93,7 +104,7 @@ async def test_a_recorded_session_has_decodable_wavs_of_what_was_streamed_and_it
         await client.send({"type": "session.update", "record": False, "request_id": "off"})
         await client.recv_until("session.updated", request_id="off")
         async with httpx.AsyncClient(base_url=server.http_url) as http:
-            listing = (await http.get(f"/v1/sessions/{session_id}/recording")).json()
+            listing = await recording_of(http, session_id, 2)
             files = {f["name"]: f for f in listing["files"]}
             wavs = {
                 name: decode((await http.get(f"/v1/sessions/{session_id}/recording/{name}")).content)
@@ -150,3 +161,20 @@ async def test_recording_stops_at_the_disk_budget_with_an_error(tmp_path) -> Non
         assert updated[-1]["config"]["record"] is False
         await client.send({"type": "ping"})
         await client.recv_until("pong")
+
+
+async def test_encoded_replies_are_recorded_as_the_stream_that_was_sent(tmp_path) -> None:
+    """With output_audio_format mp3, a reply is recorded as the MP3 bytes sent, in a .mp3 file."""
+    async with run_server(tmp_path) as server, connect(server.ws_url) as client:
+        session_id = client.received[0]["session_id"]
+        await client.send({"type": "session.update", "record": True, "output_audio_format": "mp3"})
+        await client.recv_until("session.updated")
+        events = await client.reply({"type": "message.create", "text": "in mp3 please"})
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            listing = await recording_of(http, session_id, 1)
+            name = f"reply-{events[-1]['response_id']}.mp3"
+            recorded = await http.get(f"/v1/sessions/{session_id}/recording/{name}")
+    streamed = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "response.audio.delta")
+    assert recorded.headers["content-type"] == "audio/mpeg"
+    assert recorded.content == streamed
+    assert [line["file"] for line in listing["transcript"] if line["type"] == "reply_done"] == [name]

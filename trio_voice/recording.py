@@ -5,7 +5,9 @@
 
 - ``input-1.wav``: the audio the client streamed, as received (PCM16 mono at the session's input rate;
   ``input-2.wav`` … when the rate changes);
-- ``reply-<response_id>.wav``: each reply's audio exactly as sent (at the voice's rate);
+- ``reply-<response_id>.wav``: each reply's audio exactly as sent (at the voice's rate); a session that
+  asked for encoded replies (``output_audio_format``) gets the stream as sent instead (``.ogg``, ``.mp3``,
+  ``.aac``: the concatenated bytes are a complete file);
 - ``transcript.jsonl``: one JSON object per line, in order: what the user said or typed, each reply's
   start and end (status, text, audio length), with ``t`` (seconds since the recording started) and
   ``input_ms`` (how much input audio had been recorded by then), so audio and words line up;
@@ -47,6 +49,13 @@ logger = logging.getLogger(__name__)
 # Items waiting for the recording's writer thread.
 RECORDING_BUFFER = 64
 WAV_HEADER_BYTES = 44
+# Reply audio a session asked for encoded (output_audio_format) is kept as the stream that was sent.
+ENCODED_EXTENSIONS = {"opus": "ogg", "mp3": "mp3", "aac": "aac"}
+
+
+def reply_file(response_id: str, audio_format: str) -> str:
+    """The name of a reply's audio file: a WAV of PCM16, or the encoded stream as it was sent."""
+    return f"reply-{response_id}.{ENCODED_EXTENSIONS.get(audio_format, 'wav')}"
 
 
 class RecordingError(TrioVoiceError):
@@ -124,6 +133,7 @@ class Recording:
     input_ms: float = 0.0
     _tx: trio.MemorySendChannel[tuple[str, Any]] | None = None
     _rx: trio.MemoryReceiveChannel[tuple[str, Any]] | None = None
+    _formats: dict[str, str] = attrs.field(factory=dict)  # each reply's audio format, by response_id
 
     def __attrs_post_init__(self) -> None:
         self._tx, self._rx = trio.open_memory_channel[tuple[str, Any]](RECORDING_BUFFER)
@@ -174,6 +184,8 @@ class Recording:
         """The session writer's tap: every event as it is numbered."""
         if not self.active or self._tx is None:
             return
+        if isinstance(event, AudioReady):
+            self._formats[event.response_id] = getattr(event, "format", "pcm16")
         match event:
             case AudioReady():
                 await self._tx.send(("reply_audio", event))
@@ -190,7 +202,7 @@ class Recording:
                         reason=event.reason,
                         text=event.text,
                         audio_ms=event.metrics.get("audio_ms"),
-                        file=f"reply-{event.response_id}.wav",
+                        file=reply_file(event.response_id, self._formats.pop(event.response_id, "pcm16")),
                     )
                 )
 
@@ -203,7 +215,7 @@ class _Files:
         self.budget = budget
         self.input: WavWriter | None = None
         self.inputs = 0
-        self.replies: dict[str, WavWriter] = {}
+        self.replies: dict[str, Any] = {}  # response_id → a WavWriter, or an open file of encoded audio
 
     def _charge(self, nbytes: int) -> None:
         if not self.budget.take(nbytes):
@@ -230,13 +242,22 @@ class _Files:
             self._charge(len(pcm))
             self.input.append(pcm)
         elif kind == "reply_audio":
+            audio_format = getattr(value, "format", "pcm16")
             writer = self.replies.get(value.response_id)
             if writer is None:
-                self._charge(WAV_HEADER_BYTES)
-                path = self.directory / f"reply-{value.response_id}.wav"
-                writer = self.replies[value.response_id] = WavWriter(path, value.sample_rate)
+                path = self.directory / reply_file(value.response_id, audio_format)
+                if audio_format == "pcm16":
+                    self._charge(WAV_HEADER_BYTES)
+                    writer = WavWriter(path, value.sample_rate)
+                else:
+                    writer = open(path, "ab")
+                self.replies[value.response_id] = writer
             self._charge(len(value.audio))
-            writer.append(value.audio)
+            if isinstance(writer, WavWriter):
+                writer.append(value.audio)
+            else:
+                writer.write(value.audio)
+                writer.flush()
         elif kind == "line":
             line = json.dumps(value, ensure_ascii=False) + "\n"
             self._charge(len(line.encode()))
@@ -292,20 +313,27 @@ async def recording_task(recording: Recording, budget: RecordingBudget, *, on_fa
 def describe(directory: Path) -> dict[str, Any]:
     """What a recording holds, for ``GET /v1/sessions/{id}/recording`` (blocking: reads headers and the transcript)."""
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    files = []
-    for path in sorted(directory.glob("*.wav")):
-        with open(path, "rb") as wav:
-            header = wav.read(WAV_HEADER_BYTES)
-        sample_rate, data_bytes = struct.unpack("<I", header[24:28])[0], struct.unpack("<I", header[40:44])[0]
-        files.append(
-            {
-                "name": path.name,
-                "kind": "input" if path.name.startswith("input-") else "reply",
+    files: list[dict[str, Any]] = []
+    for path in sorted(directory.iterdir()):
+        if not path.name.startswith(("input-", "reply-")):
+            continue
+        entry: dict[str, Any] = {
+            "name": path.name,
+            "kind": "input" if path.name.startswith("input-") else "reply",
+            "bytes": path.stat().st_size,
+        }
+        if path.suffix == ".wav":
+            with open(path, "rb") as wav:
+                header = wav.read(WAV_HEADER_BYTES)
+            sample_rate, data_bytes = (
+                struct.unpack("<I", header[24:28])[0],
+                struct.unpack("<I", header[40:44])[0],
+            )
+            entry |= {
                 "sample_rate": sample_rate,
-                "bytes": path.stat().st_size,
                 "duration_ms": round(data_bytes / 2 / sample_rate * 1000.0, 1),
             }
-        )
+        files.append(entry)
     transcript_path = directory / "transcript.jsonl"
     transcript = []
     if transcript_path.exists():

@@ -21,7 +21,14 @@ from .app import AppContext, Request, Route
 
 # Session ids and file names are ours: letters, digits, _ - . only (no path tricks).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-CONTENT_TYPES = {".wav": "audio/wav", ".jsonl": "application/x-ndjson", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".aac": "audio/aac",
+    ".jsonl": "application/x-ndjson",
+    ".json": "application/json",
+}
 
 
 def recording_dir(request: Request, ctx: AppContext) -> Path:
