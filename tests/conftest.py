@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -57,16 +57,24 @@ class RunningServer:
 
 @asynccontextmanager
 async def run_server(
-    tmp_path: Path, engines: dict[str, Any] | None = None, *, shutdown: Shutdown | None = None, **config: Any
+    tmp_path: Path,
+    engines: dict[str, Any] | None = None,
+    *,
+    shutdown: Shutdown | None = None,
+    shared: Callable[[Any], Any] | None = None,
+    **config: Any,
 ) -> AsyncIterator[RunningServer]:
-    """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit."""
+    """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit.
+
+    ``shared(store)``, when given, builds the server's shared state (a test's own clock, say)."""
     cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
     async with open_store(cfg.store_location) as store, trio.open_nursery() as nursery:
         bundle = Engines(**({"store": store} | parts))
         telemetry = Telemetry()
+        state = shared(store) if shared is not None else None
         listening = await nursery.start(
-            partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown)
+            partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown, shared=state)
         )
         yield RunningServer(listening, bundle, cfg, telemetry)
         nursery.cancel_scope.cancel()

@@ -56,7 +56,6 @@ from trio_voice.codec.client import (
     EAGERNESS_LEVELS,
     INPUT_AUDIO_FORMATS,
     MAX_FALLBACK_MS,
-    MAX_ID_CHARS,
     MAX_NAME_CHARS,
     MAX_PREFIX_MS,
     MAX_SILENCE_MS,
@@ -66,7 +65,17 @@ from trio_voice.codec.client import (
     NarrationPause,
     NarrationResume,
 )
-from trio_voice.codec.fields import MAX_REQUEST_ID_CHARS
+from trio_voice.codec.controls import (
+    CLIENT_PRESENCE,
+    MessageDelivered,
+    PresenceSet,
+    ResponsePause,
+    ResponseResume,
+    SessionResume,
+    TypingStart,
+    TypingStop,
+)
+from trio_voice.codec.fields import MAX_ID_CHARS, MAX_REQUEST_ID_CHARS
 from trio_voice.errors import RemoteProtocolError
 from trio_voice.http.forms import parse_form
 
@@ -112,6 +121,23 @@ CLIENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         request_id=request_ids,
     ),
     MessageCreate: st.builds(MessageCreate, text=non_blank, request_id=request_ids),
+    SessionResume: st.builds(
+        SessionResume,
+        session_id=st.text(min_size=1, max_size=MAX_ID_CHARS).filter(str.strip),
+        resume_token=st.text(min_size=1, max_size=MAX_ID_CHARS).filter(str.strip),
+        last_seq=st.integers(min_value=0),
+        request_id=request_ids,
+    ),
+    PresenceSet: st.builds(PresenceSet, status=st.sampled_from(CLIENT_PRESENCE), request_id=request_ids),
+    TypingStart: st.builds(TypingStart, request_id=request_ids),
+    TypingStop: st.builds(TypingStop, request_id=request_ids),
+    MessageDelivered: st.builds(
+        MessageDelivered,
+        message_id=st.text(min_size=1, max_size=MAX_ID_CHARS).filter(str.strip),
+        request_id=request_ids,
+    ),
+    ResponsePause: st.builds(ResponsePause, response_id=st.none() | non_blank, request_id=request_ids),
+    ResponseResume: st.builds(ResponseResume, response_id=st.none() | non_blank, request_id=request_ids),
     Speak: st.builds(Speak, text=non_blank, voice=st.none() | names, request_id=request_ids),
     Narrate: st.one_of(
         st.builds(Narrate, text=non_blank, voice=st.none() | names, request_id=request_ids),
@@ -169,7 +195,27 @@ reply_endings = st.one_of(
 
 EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
     events.SessionCreated: st.builds(
-        events.SessionCreated, session_id=ids, conversation_id=ids, config=configs
+        events.SessionCreated, session_id=ids, conversation_id=ids, config=configs, resume_token=st.none() | ids
+    ),
+    events.SessionResumed: st.builds(
+        events.SessionResumed, session_id=ids, conversation_id=ids, last_seq=ints, replayed=ints
+    ),
+    events.PresenceUpdate: st.builds(
+        events.PresenceUpdate,
+        user_id=ids,
+        session_id=ids,
+        status=st.sampled_from(("online", "away", "offline")),
+        last_seen=st.floats(min_value=0, max_value=4e9),
+    ),
+    events.TypingUpdate: st.builds(events.TypingUpdate, user_id=ids, session_id=ids, typing=st.booleans()),
+    events.SystemMessage: st.builds(
+        events.SystemMessage,
+        message_id=ids,
+        kind=st.sampled_from(("system", "reply")),
+        text=st.text(),
+        created_at=st.floats(min_value=0, max_value=4e9),
+        expires_at=st.floats(min_value=0, max_value=4e9),
+        conversation_id=st.none() | ids,
     ),
     events.SessionUpdated: st.builds(events.SessionUpdated, conversation_id=ids, config=configs),
     events.ErrorEvent: st.builds(
@@ -177,6 +223,7 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
         code=st.sampled_from(sorted(codes.ERROR_CODES)),
         message=st.text(),
         response_id=st.none() | ids,
+        reason=st.none() | ids,
     ),
     events.WarningEvent: st.builds(
         events.WarningEvent,
@@ -384,6 +431,13 @@ FULL_MESSAGES = {
     InputAudioCommit: InputAudioCommit(request_id="r"),
     InputAudioClear: InputAudioClear(request_id="r"),
     Transcribe: Transcribe(audio=PCM, sample_rate=16000, language="en", request_id="r"),
+    SessionResume: SessionResume(session_id="sess_1", resume_token="tok", last_seq=3, request_id="r"),
+    PresenceSet: PresenceSet(status="away", request_id="r"),
+    TypingStart: TypingStart(request_id="r"),
+    TypingStop: TypingStop(request_id="r"),
+    MessageDelivered: MessageDelivered(message_id="msg_1", request_id="r"),
+    ResponsePause: ResponsePause(response_id="resp_1", request_id="r"),
+    ResponseResume: ResponseResume(response_id="resp_1", request_id="r"),
 }
 # Every field of every JSON client message (and of turn_detection), as (type, path) slots.
 FIELD_SLOTS = [

@@ -268,3 +268,30 @@ async def test_run_reports_a_skipped_seq() -> None:
     """A server that skips a seq number is reported with seq_gap."""
     rec = await _run_against(_skipped_seq)
     assert rec.violations == {SEQ_GAP: 3}
+
+
+def test_drops_are_exactly_the_rate_asked() -> None:
+    """drop_rate 0.5 drops exactly half of any 20 consecutive turns."""
+    plan = Plan(questions=[Question.typed("hi")], drop_rate=0.5)
+    assert sum(plan.drops(2, turn) for turn in range(20)) == 10
+
+
+def test_checker_counts_lost_and_repeated_events_one_by_one() -> None:
+    """A gap of three seqs is three events lost; each repeated seq is one duplicate."""
+    checker = check([ev(1, "pong"), ev(5, "pong"), ev(5, "pong"), ev(4, "pong"), ev(6, "pong")])
+    assert (checker.lost_events, checker.duplicate_events) == (3, 2)
+
+
+async def test_dropped_connections_resume_and_lose_nothing(tmp_path) -> None:
+    """Half the turns drop their connection mid-reply (no close frame) and resume: every turn completes,
+    every drop is resumed, and no event is lost or repeated."""
+    engines = {"llm": FakeLLM(token_delay=0.01), "tts": FakeTTS(delay=lambda text: 0.02)}
+    plan = Plan(questions=[Question.typed("Tell me something.")], think_time=0.05, drop_rate=0.5)
+    async with run_server(tmp_path, engines) as server:
+        with trio.fail_after(IO_TIMEOUT * 2):
+            rec = await run_level(server.ws_url, plan, sessions=3, ramp=50, turns=4, progress=None)
+    report = rec.level_report()
+    assert report["statuses"] == {"completed": 12}
+    assert report["drops"] == 6 and report["resumes"] == 6
+    assert (report["events_lost"], report["events_duplicated"]) == (0, 0)
+    assert report["violation_count"] == 0 and report["errors"] == {}

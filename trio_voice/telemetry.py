@@ -79,6 +79,24 @@ class Telemetry:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.resumes = Counter(
+            "trio_voice_session_resumes",
+            "session.resume attempts by outcome: resumed, or the resume_failed reason",
+            ["outcome"],
+            registry=r,
+        )
+        self.sessions_ended = Counter(
+            "trio_voice_sessions_ended",
+            "Sessions ended, by why: closed (client, idle, shutdown, error) or expired (never resumed)",
+            ["how"],
+            registry=r,
+        )
+        self.offline = Counter(
+            "trio_voice_offline_messages",
+            "Offline messages by event: queued, delivered (acknowledged), expired (dropped undelivered)",
+            ["event"],
+            registry=r,
+        )
         self.llm_restarts = Gauge(
             "trio_voice_llm_child_restarts", "Restarts of the embedded LLM server", registry=r
         )
@@ -92,6 +110,15 @@ class Telemetry:
 
     def session_closed(self) -> None:
         self.sessions_open.dec()
+
+    def resume(self, outcome: str) -> None:
+        self.resumes.labels(outcome=outcome).inc()
+
+    def session_ended(self, how: str) -> None:
+        self.sessions_ended.labels(how=how).inc()
+
+    def offline_message(self, event: str, count: int = 1) -> None:
+        self.offline.labels(event=event).inc(count)
 
     def error(self, code: str) -> None:
         self.errors.labels(code=code).inc()

@@ -1,9 +1,14 @@
-"""The only writer to a session's socket: events in, through the protocol's connection object, frames out.
+"""The only writer of a session's events: events in, through the protocol's connection object, frames out.
 
-Every event of a session reaches the client through :func:`send_task`, by way of an unbuffered channel:
+Every event of a session reaches its client through :func:`send_task`, by way of an unbuffered channel:
 when a sender's ``send`` returns, the writer holds the event; when it is cancelled, the event was never
 taken. The writer numbers nothing itself: ``codec.ServerConnection`` owns ``seq`` and checks each reply's
 lifecycle, so a bug that would send a reply event after its ``response.done`` fails loudly instead.
+
+The writer does not write to a socket: it appends each numbered frame to the session's
+:class:`~trio_voice.outbox.Outbox`, and :func:`deliver_task`, run by whichever connection is attached,
+writes them out in order. So a session goes on while its connection is gone (see ``trio_voice.outbox``),
+and its ``seq`` goes on across a resume.
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from . import codec
+from . import codec, events
+from .codec.codes import ReplyStatus
+from .outbox import Attachment, CloseConnection, Outbox
+from .replay import Frame
+
+__all__ = ["CloseConnection", "Outgoing", "deliver_task", "emitter", "frame_for", "send_task"]
 
 # Seconds a closing handshake may take before the connection is dropped.
 CLOSE_TIMEOUT = 2.0
+
+Tap = Callable[[Any], Awaitable[None]]
 
 
 @attrs.frozen
@@ -27,14 +39,6 @@ class Outgoing:
 
     event: Any
     request_id: str | None = None
-
-
-@attrs.frozen
-class CloseConnection:
-    """Not an event: tells the writer to close the socket after everything queued before it."""
-
-    code: int
-    reason: str
 
 
 def emitter(
@@ -48,35 +52,71 @@ def emitter(
     return emit
 
 
+def frame_for(connection: codec.ServerConnection, item: Outgoing) -> Frame:
+    """Number and render one event as the session's next frame.
+
+    Raises:
+        LocalProtocolError: the event breaks a protocol rule (see ``codec.ServerConnection``).
+    """
+    event = item.event
+    text = connection.send(event, request_id=item.request_id)
+    done = None
+    if isinstance(event, events.ReplyDone) and event.status == ReplyStatus.COMPLETED:
+        done = (event.response_id, event.text)
+    return Frame(connection.seq, codec.event_type(event), text, done)
+
+
 async def send_task(
-    ws: WebSocketConnection,
     out_rx: trio.MemoryReceiveChannel[Outgoing | CloseConnection],
     connection: codec.ServerConnection,
+    outbox: Outbox,
     *,
-    on_closed: Callable[[], None],
+    tap: Tap | None = None,
     on_sent: Callable[[Any, float], None] | None = None,
 ) -> None:
-    """Write every event to the socket, in order, until told to close or the connection is gone.
+    """Number every event and keep it in the outbox, in order, until the channel closes.
 
-    Calls ``on_closed()`` (which ends the session) when the socket closed under it or it closed it, and
-    ``on_sent(event, time)`` after each event is written (the echo guard's record of reply audio).
-    Raises ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
+    ``tap(event)`` sees each event once it is numbered (the session's recording listens here, so it
+    records exactly what was sent); ``on_sent(event, time)`` hears it too (the echo guard's record of
+    reply audio: while a connection is attached, frames are written as they are kept). Raises
+    ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
     """
     async with out_rx:
         async for item in out_rx:
+            if isinstance(item, CloseConnection):
+                outbox.close(item)
+                continue
+            await outbox.append(frame_for(connection, item))
+            if on_sent is not None:
+                on_sent(item.event, trio.current_time())
+            if tap is not None:
+                await tap(item.event)
+
+
+async def deliver_task(ws: WebSocketConnection, outbox: Outbox, attachment: Attachment) -> bool:
+    """Write the outbox's frames to ``ws`` from ``attachment``'s cursor on, until detached or closed.
+
+    Returns True when it closed the connection on the session's request (a ``CloseConnection``), False
+    when the connection broke or ``attachment`` was replaced by a newer connection. Detaches ``attachment``
+    either way.
+    """
+    try:
+        while True:
+            item = await outbox.next_frame(attachment)
+            if item is None:
+                return False
             if isinstance(item, CloseConnection):
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     try:
                         await ws.aclose(item.code, item.reason)
                     except ConnectionClosed:
                         pass
-                on_closed()
-                return
-            text = connection.send(item.event, request_id=item.request_id)
+                outbox.closed(attachment)
+                return True
             try:
-                await ws.send_message(text)
+                await ws.send_message(item.text)
             except ConnectionClosed:
-                on_closed()
-                return
-            if on_sent is not None:
-                on_sent(item.event, trio.current_time())
+                return False
+            outbox.written(attachment, item.seq)
+    finally:
+        outbox.detach(attachment)

@@ -1,7 +1,8 @@
-"""The WebSocket listener: ``ws://HOST:PORT/v1/voice``, one ``run_session`` per accepted connection.
+"""The WebSocket listener: ``ws://HOST:PORT/v1/voice``, one ``serve_connection`` per accepted connection.
 
-This is the session boundary, the one place that catches broadly: a closed connection is a normal end,
-and anything unexpected is logged with its traceback and ends that session only (close code 1011).
+This is the connection boundary, the one place that catches broadly: a closed connection is a normal
+end, and anything unexpected is logged with its traceback and ends that connection only (close code
+1011). Sessions have their own boundary in ``trio_voice.session`` (they live in the session host).
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from . import codec
-from .auth import is_authorized, origin_allowed
-from .config import Config
-from .engines import Engines
+from .auth import identify, origin_allowed
 from .events import ErrorEvent
-from .lifecycle import SessionRegistry, Shutdown
-from .session import run_session
-from .telemetry import Telemetry
+from .session_host import SessionHost
+from .session_link import serve_connection
 
 logger = logging.getLogger(__name__)
 
@@ -30,23 +28,21 @@ HARD_FRAME_FACTOR = 4
 
 
 async def serve_voice(
-    config: Config,
-    engines: Engines,
-    telemetry: Telemetry,
-    sessions: SessionRegistry,
-    shutdown: Shutdown,
+    host: SessionHost,
     *,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept voice sessions until cancelled; ``task_status.started(port)`` once listening."""
+    """Accept voice connections until cancelled; ``task_status.started(port)`` once listening."""
+    config, telemetry, sessions = host.services.config, host.services.telemetry, host.services.sessions
 
     async def handle(request: WebSocketRequest) -> None:
         path, _, query = request.path.partition("?")
         if path != VOICE_PATH:
             await request.reject(404, body=f"no endpoint here; connect to {VOICE_PATH}".encode())
             return
-        if not is_authorized(config, request.headers, query):
+        identity = identify(config, request.headers, query)
+        if identity is None:
             telemetry.error("unauthorized")
             await request.reject(401, body=b"missing or wrong token")
             return
@@ -67,13 +63,11 @@ async def serve_voice(
                 pass
             return
         try:
-            await run_session(
-                ws, engines=engines, config=config, telemetry=telemetry, sessions=sessions, shutdown=shutdown
-            )
+            await serve_connection(ws, host=host, identity=identity)
         except* ConnectionClosed:
             pass
         except* Exception:
-            logger.exception("session ended by an unexpected error")
+            logger.exception("connection ended by an unexpected error")
             with trio.move_on_after(1):
                 try:
                     await ws.aclose(1011, "internal error")

@@ -3,7 +3,8 @@
 ``python -m tools.loadtest --help`` for the command line; from Python, build a :class:`Plan` and call
 :func:`run_level`. Modules: ``plan`` (the script), ``client`` (one conversation), ``checks`` (the
 sans-I/O protocol checker), ``run`` (one level of N sessions), ``report`` (JSON and percentiles),
-``plot`` (PNG), ``procstat`` (CPU and RSS from /proc), ``cli``.
+``plot`` (PNG), ``procstat`` (CPU and RSS from /proc), ``resume`` (``--drop-rate``: drop a connection
+mid-reply and resume it), ``cli``.
 """
 
 from .checks import ProtocolChecker as ProtocolChecker

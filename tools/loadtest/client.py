@@ -24,6 +24,7 @@ from trio_voice import codec
 from .checks import ProtocolChecker
 from .plan import SAMPLE_RATE, Plan, Question
 from .report import REPLY_TEXT_CHARS, Recorder, TurnSample
+from .resume import ResumableSocket
 
 CONNECT_TIMEOUT = 20.0  # seconds for the handshake and session.created
 DISCONNECT_TIMEOUT = 2.0  # seconds for the closing handshake
@@ -155,6 +156,7 @@ class Conversation:
     by_response: dict[str, Probe] = attrs.field(factory=dict)
     awaiting_voice: Probe | None = None  # the spoken question whose reply has not started yet
     disconnected: bool = False
+    finished: bool = False  # the driver is done: a close from here on is ours
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
         type_, rid = event["type"], event.get("response_id")
@@ -209,6 +211,8 @@ class Conversation:
             self.lost("send")
 
     def lost(self, where: str, code: int | None = None) -> None:
+        if self.finished:
+            return
         if not self.disconnected:
             self.disconnected = True
             self.recorder.error(f"disconnected:{code if code is not None else where}")
@@ -290,6 +294,11 @@ async def drive(
                         spoken = (following, barge)
                         await barge.started.wait()
                         probe.interrupt_at = barge.started_at
+            if plan.drops(session, turn) and isinstance(ws, ResumableSocket):
+                await probe.replied.wait()
+                if not probe.done.is_set():
+                    probe.sample.dropped = True
+                    await ws.drop_and_resume()  # mid-reply: the rest must come through the resume
             await probe.done.wait()
         if timeout.cancelled_caught:
             probe.sample.status = "timeout"
@@ -341,16 +350,19 @@ async def run_conversation(
                 async with trio.open_nursery() as nursery:
                     conv = Conversation(recorder, nursery.cancel_scope)
                     mic = Microphone(plan) if plan.needs_audio else None
-                    nursery.start_soon(reader_task, ws, checker, conv)
+                    link = ResumableSocket(ws, first, checker, recorder, url=url, nursery=nursery)
+                    nursery.start_soon(reader_task, link, checker, conv)
                     if mic is not None:
-                        nursery.start_soon(mic.run, ws)
+                        nursery.start_soon(mic.run, link)
                     done = await drive(
-                        ws, conv, mic, plan, session=session, first_turn=first_turn, turns=turns, t0=t0
+                        link, conv, mic, plan, session=session, first_turn=first_turn, turns=turns, t0=t0
                     )
                     mine = (
                         s.status for s in recorder.samples if s.session == session and s.turn >= first_turn
                     )
                     completed = not conv.disconnected and "timeout" not in set(mine)
+                    conv.finished = True
+                    await link.close_resumed()
                     nursery.cancel_scope.cancel()
             finally:
                 recorder.sessions_open -= 1

@@ -163,6 +163,8 @@ class Plan:
             conversation (empty history). ``None``: one session for all of a user's turns.
         turn_detection: sent in a ``session.update`` when each session opens (``None``: the server's
             default), e.g. to compare ``semantic`` with ``server_vad`` on one server.
+        drop_rate: fraction of turns during which the connection is dropped abruptly (no close frame)
+            after the reply's first audio, then resumed with ``session.resume``.
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -177,6 +179,7 @@ class Plan:
     conversation_turns: int | None = None
     listen: bool = False
     turn_detection: codec.TurnDetection | None = None
+    drop_rate: float = 0.0
 
     @property
     def needs_audio(self) -> bool:
@@ -196,6 +199,12 @@ class Plan:
         """Whether this turn is interrupted: exactly ``interrupt_share`` of turns, evenly spread."""
         k = session * 7 + turn  # staggered, so sessions do not all interrupt at the same turn numbers
         return math.floor((k + 1) * self.interrupt_share) > math.floor(k * self.interrupt_share)
+
+    def drops(self, session: int, turn: int) -> bool:
+        """Whether the connection drops during this turn: exactly ``drop_rate`` of turns, evenly spread
+        (staggered apart from the interruptions)."""
+        k = session * 11 + turn + 3
+        return math.floor((k + 1) * self.drop_rate) > math.floor(k * self.drop_rate)
 
     def barge_in_speech(self, session: int, turn: int) -> Question:
         if self.interrupt_speech is not None:

@@ -49,6 +49,7 @@ class TurnSample:
     kind: str  # "text" or "voice"
     started_at: float  # seconds since the level started
     interrupt: str | None = None  # None, "cancel" or "speech"
+    dropped: bool = False  # the connection was dropped mid-reply and resumed
     response_id: str | None = None
     status: str | None = None  # response.done status, or "no_reply" / "timeout"
     reason: str | None = None
@@ -96,6 +97,9 @@ class Recorder:
     sessions_open: int = 0
     sessions_started: int = 0
     events: int = 0
+    resumes: int = 0  # dropped connections whose session was resumed
+    events_lost: int = 0  # across every session: seqs skipped (must be 0)
+    events_duplicated: int = 0  # seqs received twice (must be 0)
     extra: dict[str, Any] = attrs.field(factory=dict)  # CPU, RSS, durations: filled by the runner
 
     def add_sample(self, sample: TurnSample) -> None:
@@ -108,6 +112,8 @@ class Recorder:
         """Fold a finished session's protocol checker into the level's counts."""
         self.violations.update(checker.counts)
         self.events += checker.events
+        self.events_lost += checker.lost_events
+        self.events_duplicated += checker.duplicate_events
         room = 50 - len(self.violation_examples)
         self.violation_examples.extend(checker.examples[: max(0, room)])
 
@@ -134,6 +140,10 @@ class Recorder:
             "errors": dict(self.errors),
             "error_count": sum(self.errors.values()),
             "events": self.events,
+            "drops": sum(1 for s in self.samples if s.dropped),
+            "resumes": self.resumes,
+            "events_lost": self.events_lost,
+            "events_duplicated": self.events_duplicated,
             "violations": dict(self.violations),
             "violation_count": sum(self.violations.values()),
             "violation_examples": [attrs.asdict(v) for v in self.violation_examples],
@@ -151,6 +161,9 @@ def build_report(levels: list[dict[str, Any]], *, meta: dict[str, Any]) -> dict[
             "turns": sum(level["turns"] for level in levels),
             "errors": sum(level["error_count"] for level in levels),
             "violations": sum(level["violation_count"] for level in levels),
+            "resumes": sum(level.get("resumes", 0) for level in levels),
+            "events_lost": sum(level.get("events_lost", 0) for level in levels),
+            "events_duplicated": sum(level.get("events_duplicated", 0) for level in levels),
         },
         "levels": levels,
     }

@@ -19,6 +19,7 @@ from trio_voice.errors import RemoteProtocolError
 from . import codes
 
 MAX_REQUEST_ID_CHARS = 256  # a request_id is echoed on every event it causes: keep it small
+MAX_ID_CHARS = 128  # a conversation, session, user or message id is a storage key, not a document
 
 
 def read_request_id(obj: Mapping[str, Any]) -> str | None:
@@ -38,6 +39,22 @@ def read_request_id(obj: Mapping[str, Any]) -> str | None:
             f"field 'request_id' must be at most {MAX_REQUEST_ID_CHARS} characters", code=codes.INVALID_FIELD
         )
     return value
+
+
+def dump_message(type_: str, request_id: str | None, **fields: Any) -> dict[str, Any]:
+    """A client message's JSON object: ``type``, ``request_id`` when set, and the fields that are not None."""
+    obj: dict[str, Any] = {"type": type_}
+    if request_id is not None:
+        obj["request_id"] = request_id
+    obj.update((name, value) for name, value in fields.items() if value is not None)
+    return obj
+
+
+def message_reader(where: str, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
+    """A reader of message ``where``'s fields that has already refused fields other than ``known``."""
+    reader = FieldReader(obj, where=where, request_id=read_request_id(obj))
+    reader.reject_unknown(known)
+    return reader
 
 
 def is_integer(value: object) -> bool:
@@ -172,6 +189,13 @@ class FieldReader:
             return None
         if not isinstance(value, bool):
             raise self.fail(name, "must be true or false")
+        return value
+
+    def read_id(self, name: str, *, required: bool = False) -> str | None:
+        """A non-blank id of at most ``MAX_ID_CHARS`` characters."""
+        value = self.read_str(name, required=required, non_blank=True)
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise self.fail(name, f"must be at most {MAX_ID_CHARS} characters")
         return value
 
     def read_object(self, name: str, *, required: bool = False) -> Mapping[str, Any] | None:
