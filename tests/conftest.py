@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ import attrs
 import jsonschema
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.postgres import fresh_schema
@@ -55,16 +57,24 @@ class RunningServer:
 
 @asynccontextmanager
 async def run_server(
-    tmp_path: Path, engines: dict[str, Any] | None = None, *, shutdown: Shutdown | None = None, **config: Any
+    tmp_path: Path,
+    engines: dict[str, Any] | None = None,
+    *,
+    shutdown: Shutdown | None = None,
+    shared: Callable[[Any], Any] | None = None,
+    **config: Any,
 ) -> AsyncIterator[RunningServer]:
-    """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit."""
+    """A real server on loopback port 0 with fake engines (overridable, the store too), torn down on exit.
+
+    ``shared(store)``, when given, builds the server's shared state (a test's own clock, say)."""
     cfg = Config(**({"data_dir": tmp_path, "ws_port": 0, "http_port": 0, "heartbeat_interval": 0} | config))
     parts = {"llm": FakeLLM(), "tts": FakeTTS()} | dict(engines or {})
     async with open_store(cfg.store_location) as store, trio.open_nursery() as nursery:
         bundle = Engines(**({"store": store} | parts))
         telemetry = Telemetry()
+        state = shared(store) if shared is not None else None
         listening = await nursery.start(
-            partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown)
+            partial(serve, cfg, engines=bundle, telemetry=telemetry, shutdown=shutdown, shared=state)
         )
         yield RunningServer(listening, bundle, cfg, telemetry)
         nursery.cancel_scope.cancel()
@@ -135,3 +145,15 @@ def pg_url() -> Iterator[str]:
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with run_server(tmp_path) as running:
         yield running
+
+
+# Hypothesis: a bounded number of examples per property so the normal suite stays fast; more on demand
+# (TRIO_VOICE_HYPOTHESIS_EXAMPLES=20000). No deadline: tests never assert wall-clock speed, and this
+# machine's two cores are shared.
+settings.register_profile(
+    "trio-voice",
+    max_examples=int(os.environ.get("TRIO_VOICE_HYPOTHESIS_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("trio-voice")

@@ -43,30 +43,12 @@ def synthesize_speech(text: str, sample_rate: int = 16000, *, deterministic: boo
 
 
 def speech_with_pause(text: str, pause_s: float, sample_rate: int = 16000) -> np.ndarray:
-    """Speak ``text``, which holds one comma, with the pause Piper makes at the comma stretched to ``pause_s``.
+    """Speak ``text``, which holds one comma, with the pause Piper makes at the comma stretched to ``pause_s``
+    (see ``tools.make_speech.stretch_pause``: one sentence with a hesitation, not two joined)."""
+    from tools.make_speech import stretch_pause
 
-    One sentence read with a pause in its middle, as a person hesitates ("I would like to know, … how far
-    away the moon is."): the voice keeps the intonation of an unfinished sentence. Two parts spoken
-    separately and joined would each sound finished, which is not what a hesitating user sounds like.
-    """
     assert text.count(",") == 1, "one comma marks where the pause goes"
-    audio = synthesize_speech(text, sample_rate, deterministic=True)
-    frame = sample_rate // 100  # 10 ms
-    energy = np.sqrt(np.mean(audio[: audio.size // frame * frame].reshape(-1, frame) ** 2, axis=1))
-    quiet = energy < max(energy) * 0.02
-    # The longest quiet run away from both ends is the comma's pause.
-    best, start = (0, 0), None
-    for i, q in enumerate(quiet):
-        if q and start is None:
-            start = i
-        if (not q or i == len(quiet) - 1) and start is not None:
-            if start > len(quiet) * 0.15 and i < len(quiet) * 0.9 and i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    middle = (best[0] + best[1]) // 2 * frame
-    have = (best[1] - best[0]) * frame
-    extra = max(0, int(pause_s * sample_rate) - have)
-    return np.concatenate([audio[:middle], np.zeros(extra, np.float32), audio[middle:]])
+    return stretch_pause(synthesize_speech(text, sample_rate, deterministic=True), pause_s, rate=sample_rate)
 
 
 def models_cache_dir() -> Path:

@@ -18,18 +18,25 @@ from trio_voice.codec import (
     InputAudioCommit,
     InputAudioFrame,
     MessageCreate,
+    MessageDelivered,
     Narrate,
     NarrationCancel,
     NarrationPause,
     NarrationResume,
     Ping,
+    PresenceSet,
     ResponseCancel,
+    ResponsePause,
+    ResponseResume,
     ResponseTruncate,
     ServerMessage,
+    SessionResume,
     SessionUpdate,
     Speak,
     Transcribe,
     TurnDetection,
+    TypingStart,
+    TypingStop,
     check_frame_size,
     codes,
     decode_binary,
@@ -86,6 +93,16 @@ CLIENT_SAMPLES = [
     InputAudioClear(),
     Transcribe(audio=PCM, sample_rate=8000, request_id="t"),
     Transcribe(audio=PCM),
+    SessionUpdate(user_id="alice", record=True),
+    SessionResume(session_id="sess_1", resume_token="tok", last_seq=0),
+    SessionResume(session_id="sess_1", resume_token="tok", last_seq=17, request_id="r4"),
+    PresenceSet(status="away"),
+    TypingStart(),
+    TypingStop(request_id="t2"),
+    MessageDelivered(message_id="msg_1"),
+    ResponsePause(),
+    ResponsePause(response_id="resp_1"),
+    ResponseResume(response_id="resp_1", request_id="r5"),
     Transcribe(audio=b"OggS\x00", format="opus", language="de"),
     SessionUpdate(
         input_audio_format="webm", output_audio_format="mp3", voice="en_US-joe-medium", language="auto"
@@ -283,6 +300,27 @@ BAD_INPUT = [
         codes.INVALID_FIELD,
         "'audio_end_ms'",
     ),
+    ({"type": "session.update", "user_id": ""}, codes.INVALID_FIELD, "'user_id'"),
+    ({"type": "session.update", "user_id": "u" * 129}, codes.INVALID_FIELD, "'user_id'"),
+    ({"type": "session.update", "record": "yes"}, codes.INVALID_FIELD, "'record'"),
+    ({"type": "session.resume", "session_id": "s", "resume_token": "t"}, codes.INVALID_FIELD, "'last_seq'"),
+    (
+        {"type": "session.resume", "session_id": "s", "resume_token": "t", "last_seq": -1},
+        codes.INVALID_FIELD,
+        "'last_seq'",
+    ),
+    ({"type": "session.resume", "resume_token": "t", "last_seq": 1}, codes.INVALID_FIELD, "'session_id'"),
+    ({"type": "session.resume", "session_id": "s", "last_seq": 1}, codes.INVALID_FIELD, "'resume_token'"),
+    (
+        {"type": "session.resume", "session_id": "s", "resume_token": "t" * 129, "last_seq": 1},
+        codes.INVALID_FIELD,
+        "'resume_token'",
+    ),
+    ({"type": "presence.set", "status": "offline"}, codes.INVALID_FIELD, "'status'"),
+    ({"type": "presence.set"}, codes.INVALID_FIELD, "'status'"),
+    ({"type": "typing.start", "until": 5}, codes.INVALID_FIELD, "'until'"),
+    ({"type": "message.delivered"}, codes.INVALID_FIELD, "'message_id'"),
+    ({"type": "response.pause", "response_id": 3}, codes.INVALID_FIELD, "'response_id'"),
     ({"type": "input_audio.append"}, codes.INVALID_FIELD, "'audio'"),
     ({"type": "input_audio.append", "audio": 42}, codes.INVALID_FIELD, "'audio'"),
     ({"type": "ping", "request_id": 5}, codes.INVALID_FIELD, "'request_id'"),
@@ -301,7 +339,34 @@ BAD_INPUT = [
     ({"type": "transcribe", "audio": "AAE=="}, codes.INVALID_AUDIO, "base64"),
     ({"type": "transcribe", "audio": PCM_B64, "sample_rate": 22050}, codes.INVALID_AUDIO, "'sample_rate'"),
     ({"type": "session.update", "input_sample_rate": 11025}, codes.INVALID_AUDIO, "'input_sample_rate'"),
+    # Found by fuzzing (RELIABILITY.md): a lone surrogate decodes to a str that cannot be sent back as UTF-8.
+    ('{"type": "ping", "request_id": "\\ud800"}', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "message.create", "text": "a\\udfffb"}', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "ping", "\\udc00": 1}', codes.INVALID_JSON, "surrogate"),
+    ('["\\ud800"]', codes.INVALID_JSON, "surrogate"),
+    ('{"type": "ping", "request_id": "\ud800"}', codes.INVALID_JSON, "surrogate"),  # not escaped
+    # Found while writing the properties: an integer too large for a float crashed the number check.
+    (
+        '{"type": "session.update", "turn_detection": {"type": "server_vad", "threshold": 1%s}}'
+        % ("0" * 400),
+        codes.INVALID_FIELD,
+        "'threshold'",
+    ),
 ]
+
+
+def test_surrogate_pair_escapes_are_unicode_text():
+    """An escaped surrogate pair is one character outside the BMP, accepted like any other."""
+    assert decode_text('{"type": "ping", "request_id": "\\ud83d\\ude00"}', max_text_chars=LIMIT) == Ping(
+        request_id="\U0001f600"
+    )
+
+
+def test_an_escaped_backslash_before_u_is_not_a_surrogate_escape():
+    """``\\\\ud800`` is a backslash followed by the letters ud800, not an escape."""
+    assert decode_text('{"type": "ping", "request_id": "\\\\ud800"}', max_text_chars=LIMIT) == Ping(
+        request_id="\\ud800"
+    )
 
 
 @pytest.mark.parametrize(("bad", "code", "word"), BAD_INPUT, ids=lambda v: repr(v)[:60])
@@ -385,6 +450,39 @@ EVENT_SAMPLES = [
         events.SessionCreated("s1", "c1", CONFIG),
         {"type": "session.created", "seq": 1, "session_id": "s1", "conversation_id": "c1",
          "config": {"output_audio": True, "turn_detection": {"type": "none"}}},
+    ),
+    (
+        events.SessionCreated("s1", "c1", {}, "tok"),
+        {"type": "session.created", "seq": 1, "session_id": "s1", "conversation_id": "c1", "config": {},
+         "resume_token": "tok"},
+    ),
+    (
+        events.SessionResumed("s0", "c0", 12, 3),
+        {"type": "session.resumed", "seq": 1, "session_id": "s0", "conversation_id": "c0", "last_seq": 12,
+         "replayed": 3},
+    ),
+    (
+        events.ErrorEvent("resume_failed", "gone", reason="session_expired"),
+        {"type": "error", "seq": 1, "code": "resume_failed", "message": "gone", "reason": "session_expired"},
+    ),
+    (
+        events.PresenceUpdate("alice", "s2", "away", 1700000000.25),
+        {"type": "presence.update", "seq": 1, "user_id": "alice", "session_id": "s2", "status": "away",
+         "last_seen": 1700000000.25},
+    ),
+    (
+        events.TypingUpdate("alice", "s2", True),
+        {"type": "typing.update", "seq": 1, "user_id": "alice", "session_id": "s2", "typing": True},
+    ),
+    (
+        events.SystemMessage("msg_1", "system", "Hi.", 1700000000.0, 1700086400.0),
+        {"type": "system.message", "seq": 1, "message_id": "msg_1", "kind": "system", "text": "Hi.",
+         "created_at": 1700000000.0, "expires_at": 1700086400.0},
+    ),
+    (
+        events.SystemMessage("msg_2", "reply", "Done.", 1.5, 2.5, "conv_1"),
+        {"type": "system.message", "seq": 1, "message_id": "msg_2", "kind": "reply", "text": "Done.",
+         "created_at": 1.5, "expires_at": 2.5, "conversation_id": "conv_1"},
     ),
     (
         events.SessionUpdated("c1", {"output_audio": False}),
@@ -532,6 +630,9 @@ def test_decode_server_keeps_unknown_fields():
         ('{"type":"session.deleted","seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"pong"}', codes.INVALID_MESSAGE),
         ('{"type":"pong","seq":0}', codes.INVALID_MESSAGE),
+        # Found by fuzzing: an unhashable type (object, array) raised TypeError.
+        ('{"type":{},"seq":1}', codes.INVALID_MESSAGE),
+        ('{"type":["pong"],"seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"pong","seq":1,"request_id":5}', codes.INVALID_MESSAGE),
         ('{"type":"response.created","seq":1}', codes.INVALID_MESSAGE),
         ('{"type":"response.phrase","seq":1,"response_id":"r","index":"0","text":""}', codes.INVALID_MESSAGE),

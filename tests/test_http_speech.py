@@ -228,6 +228,12 @@ async def test_transcription_refuses_bad_uploads(tmp_path: Path) -> None:
             "invalid_audio": await http.post(url, **upload(b"RIFF not really")),
             "invalid_field": await http.post(url, data={"model": "whisper-1"}, files={"other": ("x", b"1")}),
             "unsupported_media_type": await http.post(url, json={"file": "x"}),
+            # Found by fuzzing: the parser refuses boundaries over 256 bytes, which was a 500.
+            "boundary": await http.post(
+                url,
+                content=b"--x\r\n",
+                headers={"content-type": "multipart/form-data; boundary=" + "b" * 300},
+            ),
             "language": await http.post(url, **upload(wav, language="fr")),
             "request_too_large": await http.post(url, **upload(wav_bytes(tone(1.0, 16000), 16000))),
         }
@@ -236,6 +242,7 @@ async def test_transcription_refuses_bad_uploads(tmp_path: Path) -> None:
         "invalid_audio": (400, "invalid_audio"),
         "invalid_field": (400, "invalid_field"),
         "unsupported_media_type": (415, "unsupported_media_type"),
+        "boundary": (415, "unsupported_media_type"),
         "language": (400, "language_unavailable"),
         "request_too_large": (413, "request_too_large"),
     }

@@ -181,7 +181,8 @@ class RecordingStore:
 async def server_with_recording_store(
     tmp_path: Path, llm: FakeLLM
 ) -> AsyncIterator[tuple[RunningServer, RecordingStore]]:
-    cfg = Config(data_dir=tmp_path, ws_port=0, http_port=0, heartbeat_interval=0)
+    # resume_ttl 0: a stream whose client hangs up is not kept for a resume (test_stream_resume has those).
+    cfg = Config(data_dir=tmp_path, ws_port=0, http_port=0, heartbeat_interval=0, resume_ttl=0)
     async with open_store(cfg.database) as store, trio.open_nursery() as nursery:
         recording = RecordingStore(store)
         bundle = Engines(store=recording, llm=llm, tts=FakeTTS())  # type: ignore[arg-type]
@@ -192,7 +193,8 @@ async def server_with_recording_store(
 
 
 async def test_client_disconnect_cancels_the_turn(tmp_path: Path) -> None:
-    """Hanging up mid-stream cancels the reply: the LLM stream ends, the turn is stored cancelled, interrupted."""
+    """Hanging up mid-stream (with no resume kept) cancels the reply: the LLM stream ends, the turn is
+    stored cancelled, interrupted."""
     llm = FakeLLM(token_delay=3600)  # after the first token, only a cancel can end this reply
     async with server_with_recording_store(tmp_path, llm) as (running, store), http_client(running) as http:
         async with http.stream("POST", "/v1/chat/ndjson", json={"text": "hi"}) as response:

@@ -89,8 +89,9 @@ async def test_message_flood_is_rate_limited_and_the_session_survives(tmp_path) 
 
 
 async def test_heartbeat_closes_a_peer_that_stops_answering(tmp_path) -> None:
-    """A client that stops reading (so never answers pings) is closed by the server's heartbeat."""
-    async with run_server(tmp_path, heartbeat_interval=0.2) as server:
+    """A client that stops reading (so never answers pings) is closed by the server's heartbeat; its
+    session then waits resume_ttl for a resume, and ends."""
+    async with run_server(tmp_path, heartbeat_interval=0.2, resume_ttl=0.3) as server:
         async with open_websocket_url(server.ws_url) as ws:
             # trio-websocket answers pings while someone reads; a live reader keeps the session up.
             await ws.get_message()

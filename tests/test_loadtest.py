@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
@@ -373,3 +374,41 @@ async def test_realtime_cancel_interruption_is_timed(tmp_path) -> None:
         assert (s.status, s.reason, s.interrupt) == ("cancelled", "client_cancelled", "cancel")
         assert 0 <= s.interruption_ms < 2000
     assert rec.violations == {}
+
+
+def test_a_realtime_plan_refuses_what_only_v1_voice_has() -> None:
+    """Dropping and resuming connections, and a turn detection to send, are /v1/voice's: the realtime
+    API has no resume and keeps server_vad, so a realtime plan with either is refused up front."""
+    from trio_voice import codec
+
+    with pytest.raises(ValueError, match="drop_rate"):
+        Plan(questions=[Question.typed("hi")], drop_rate=0.5, protocol="realtime")
+    with pytest.raises(ValueError, match="turn_detection"):
+        Plan(questions=[Question.typed("hi")], turn_detection=codec.TurnDetection(), protocol="realtime")
+
+
+def test_drops_are_exactly_the_rate_asked() -> None:
+    """drop_rate 0.5 drops exactly half of any 20 consecutive turns."""
+    plan = Plan(questions=[Question.typed("hi")], drop_rate=0.5)
+    assert sum(plan.drops(2, turn) for turn in range(20)) == 10
+
+
+def test_checker_counts_lost_and_repeated_events_one_by_one() -> None:
+    """A gap of three seqs is three events lost; each repeated seq is one duplicate."""
+    checker = check([ev(1, "pong"), ev(5, "pong"), ev(5, "pong"), ev(4, "pong"), ev(6, "pong")])
+    assert (checker.lost_events, checker.duplicate_events) == (3, 2)
+
+
+async def test_dropped_connections_resume_and_lose_nothing(tmp_path) -> None:
+    """Half the turns drop their connection mid-reply (no close frame) and resume: every turn completes,
+    every drop is resumed, and no event is lost or repeated."""
+    engines = {"llm": FakeLLM(token_delay=0.01), "tts": FakeTTS(delay=lambda text: 0.02)}
+    plan = Plan(questions=[Question.typed("Tell me something.")], think_time=0.05, drop_rate=0.5)
+    async with run_server(tmp_path, engines) as server:
+        with trio.fail_after(IO_TIMEOUT * 2):
+            rec = await run_level(server.ws_url, plan, sessions=3, ramp=50, turns=4, progress=None)
+    report = rec.level_report()
+    assert report["statuses"] == {"completed": 12}
+    assert report["drops"] == 6 and report["resumes"] == 6
+    assert (report["events_lost"], report["events_duplicated"]) == (0, 0)
+    assert report["violation_count"] == 0 and report["errors"] == {}

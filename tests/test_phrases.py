@@ -160,14 +160,40 @@ def test_colon_and_dashes_are_pauses_too(pause):
 
 
 def test_comma_without_connector_does_not_split():
-    """A comma followed by an ordinary word keeps the phrase going."""
-    assert phrases("I bought apples, pears and plums.") == ["I bought apples, pears and plums."]
+    """After the first phrase, a comma followed by an ordinary word keeps the phrase going."""
+    assert phrases("Here you go. I bought apples, pears and plums.") == [
+        "Here you go.",
+        "I bought apples, pears and plums.",
+    ]
+
+
+def test_the_first_phrase_ends_at_any_comma_after_enough_words():
+    """The first phrase, whose audio the user waits for, ends at the first pause after three words."""
+    assert phrases("A spider has eight legs, two body parts and no antennae.") == [
+        "A spider has eight legs,",
+        "two body parts and no antennae.",
+    ]
+    assert phrases("Yes, pears are fine.") == ["Yes, pears are fine."]  # one word: too short to stand alone
 
 
 def test_connector_must_be_a_whole_word():
     """A word that only starts like a connector ("andromeda") is no pause."""
-    text = ["We", " looked", " up", " at", " night", ",", " and", "romeda", " shone", "."]
-    assert phrases(text) == ["We looked up at night, andromeda shone."]
+    text = [
+        "Look",
+        ".",
+        " We",
+        " looked",
+        " up",
+        " at",
+        " the",
+        " night",
+        ",",
+        " and",
+        "romeda",
+        " shone",
+        ".",
+    ]
+    assert phrases(text) == ["Look.", "We looked up at the night, andromeda shone."]
 
 
 def test_pause_waits_until_the_connector_word_is_complete():
@@ -196,8 +222,15 @@ def test_later_phrase_with_enough_words_splits_at_a_pause():
 def test_connectors_come_from_the_rules():
     """A custom connector list replaces the default one."""
     rules = PhraseRules(connectors={"unless"})
-    assert phrases("We can go there, and we can stay.", rules) == ["We can go there, and we can stay."]
-    assert phrases("We can go there, unless it rains.", rules) == ["We can go there,", "unless it rains."]
+    assert phrases("Right. We can go there now, and we can stay.", rules) == [
+        "Right.",
+        "We can go there now, and we can stay.",
+    ]
+    assert phrases("Right. We can all go there now, unless it rains.", rules) == [
+        "Right.",
+        "We can all go there now,",
+        "unless it rains.",
+    ]
 
 
 # --- forced cuts ----------------------------------------------------------------------------------

@@ -366,3 +366,26 @@ def test_limits_page_names_every_reported_limit():
         limits=session_limits(Config()),
     )["limits"]
     assert all(f"`{name}`" in text for name in limits)
+
+
+def test_errors_page_documents_exactly_the_resume_failure_reasons():
+    """errors.md's table of resume_failed reasons lists every ResumeFailure and nothing else."""
+    assert code_table("Resume failure reasons") == set(codes.RESUME_FAILURES)
+
+
+def test_server_schema_lists_the_presence_statuses():
+    """presence.update's schema allows exactly the shared state's presence statuses."""
+    from trio_voice.shared import PRESENCE_STATUSES
+
+    status = SERVER_SCHEMA["$defs"]["presence.update"]["properties"]["status"]
+    assert status["enum"] == list(PRESENCE_STATUSES)
+
+
+def test_http_page_gives_every_mapped_error_its_status():
+    """http.md's error table names each code the HTTP app maps to a status, with that status."""
+    from trio_voice.http.app import STATUS_BY_CODE
+
+    text = (PROTOCOL / "http.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d{3}) \| (.*?) \|", text, re.MULTILINE)
+    documented = {code: int(status) for status, cell in rows for code in re.findall(r"`(\w+)`", cell)}
+    assert {code: documented.get(code) for code in STATUS_BY_CODE} == dict(STATUS_BY_CODE)

@@ -139,26 +139,36 @@ async def test_delete_message_is_per_conversation(store: ConversationStore) -> N
     assert [m.text for m in await store.history(a, limit=10)] == ["kept"]
 
 
-async def test_a_version_1_sqlite_file_is_upgraded_in_place(db_path: Path) -> None:
-    """A file written before messages had item ids opens, keeps its messages, and takes item ids."""
-    from trio_voice.storage.sqlite import _MIGRATIONS
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_older_sqlite_file_is_upgraded_in_place(db_path: Path, version: int) -> None:
+    """A file written before messages had item ids (version 1, or 2 with main's offline queue) opens,
+    keeps its messages and queued offline messages, and takes item ids."""
+    from trio_voice.storage.sqlite_schema import MIGRATIONS
 
     db_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(db_path)
-    conn.executescript(_MIGRATIONS[1])
-    conn.execute("PRAGMA user_version = 1")
+    for step in range(1, version + 1):
+        conn.executescript(MIGRATIONS[step])
+    conn.execute(f"PRAGMA user_version = {version:d}")
     conn.execute("INSERT INTO conversations (id, created_at) VALUES ('conv_old', 1.0)")
     conn.execute(
         "INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('conv_old', 'user', 'old', 1.0)"
     )
+    if version >= 2:
+        conn.execute(
+            "INSERT INTO offline_messages (id, user_id, kind, text, created_at, expires_at)"
+            " VALUES ('msg_old', 'alice', 'system', 'waiting', 1000.0, 2000.0)"
+        )
     conn.commit()
     conn.close()
     async with open_store(db_path) as store:
         await store.add_message("conv_old", "user", "new", item_id="item_9")
         history = await store.history("conv_old", limit=10)
         assert [(m.text, m.item_id) for m in history] == [("old", None), ("new", "item_9")]
+        pending = await store.pending_offline("alice", now=1500.0)
+        assert [m.text for m in pending] == (["waiting"] if version >= 2 else [])
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
 
 
@@ -287,3 +297,81 @@ async def test_use_after_close_is_a_storage_error(location: Path | str) -> None:
         pass
     with pytest.raises(StorageError):
         await store.create_conversation()
+
+
+# --- offline messages ------------------------------------------------------------------------------
+
+
+def offline(message_id: str, user_id: str = "alice", *, at: float = 1000.0, ttl: float = 60.0, **kw):
+    from trio_voice.storage import OfflineMessage
+
+    return OfflineMessage(
+        message_id=message_id,
+        user_id=user_id,
+        kind=kw.pop("kind", "system"),
+        text=kw.pop("text", f"text of {message_id}"),
+        created_at=at,
+        expires_at=at + ttl,
+        **kw,
+    )
+
+
+async def test_offline_messages_are_pending_in_order_until_delivered(store: ConversationStore) -> None:
+    """Queued messages come back oldest first, per user; a delivered one is no longer pending but still listed."""
+    for name in ("m1", "m2", "m3"):
+        assert await store.queue_offline(offline(name), max_queued=10)
+    assert await store.queue_offline(offline("b1", "bob"), max_queued=10)
+    pending = await store.pending_offline("alice", now=1001.0)
+    assert [m.message_id for m in pending] == ["m1", "m2", "m3"]
+    assert (pending[0].kind, pending[0].text, pending[0].status) == ("system", "text of m1", "queued")
+    assert await store.mark_offline_delivered("alice", "m2", now=1002.0)
+    assert not await store.mark_offline_delivered("alice", "m2", now=1003.0)  # already delivered
+    assert not await store.mark_offline_delivered("bob", "m1", now=1003.0)  # not bob's
+    assert [m.message_id for m in await store.pending_offline("alice", now=1004.0)] == ["m1", "m3"]
+    listed = await store.offline_messages("alice", limit=10)
+    assert [(m.message_id, m.status) for m in listed] == [
+        ("m3", "queued"),
+        ("m2", "delivered"),
+        ("m1", "queued"),
+    ]
+    assert listed[1].delivered_at == 1002.0
+
+
+async def test_offline_reply_keeps_its_ids(store: ConversationStore) -> None:
+    """A queued reply keeps the conversation and response it came from."""
+    message = offline("r1", kind="reply", conversation_id="conv_1", response_id="resp_1")
+    assert await store.queue_offline(message, max_queued=10)
+    assert await store.pending_offline("alice", now=1000.5) == [message]
+
+
+async def test_offline_queue_is_bounded_per_user(store: ConversationStore) -> None:
+    """A user with max_queued messages waiting gets no more; another user still does; delivery makes room."""
+    assert await store.queue_offline(offline("m1"), max_queued=2)
+    assert await store.queue_offline(offline("m2"), max_queued=2)
+    assert not await store.queue_offline(offline("m3"), max_queued=2)
+    assert await store.queue_offline(offline("b1", "bob"), max_queued=2)
+    await store.mark_offline_delivered("alice", "m1", now=1001.0)
+    assert await store.queue_offline(offline("m4", at=1001.0), max_queued=2)
+    assert [m.message_id for m in await store.pending_offline("alice", now=1002.0)] == ["m2", "m4"]
+
+
+async def test_expired_offline_messages_are_not_pending_and_are_dropped_and_counted(
+    store: ConversationStore,
+) -> None:
+    """An expired message is never pending; dropping counts only the undelivered ones and deletes all."""
+    await store.queue_offline(offline("short", ttl=5.0), max_queued=10)
+    await store.queue_offline(offline("done", ttl=5.0), max_queued=10)
+    await store.queue_offline(offline("long", ttl=500.0), max_queued=10)
+    await store.mark_offline_delivered("alice", "done", now=1001.0)
+    assert [m.message_id for m in await store.pending_offline("alice", now=1005.0)] == ["long"]
+    assert await store.drop_expired_offline(now=1005.0) == 1
+    assert [m.message_id for m in await store.offline_messages("alice", limit=10)] == ["long"]
+    assert await store.drop_expired_offline(now=1005.0) == 0
+
+
+async def test_offline_messages_survive_a_reopen(location: Path | str) -> None:
+    """A queued message is still pending after the store is closed and opened again (a server restart)."""
+    async with open_store(location) as store:
+        await store.queue_offline(offline("m1"), max_queued=10)
+    async with open_store(location) as store:
+        assert [m.message_id for m in await store.pending_offline("alice", now=1001.0)] == ["m1"]

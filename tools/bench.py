@@ -38,7 +38,7 @@ from tools.loadtest.run import run_level, wall_clock
 from trio_voice.config import default_data_dir
 
 OUT_DIR = Path("benchmarks")
-READY = re.compile(rb"trio-voice ready: (ws://\S+)")
+READY = re.compile(rb"trio-voice ready: (ws://\S+)\s+(http://\S+?)/?\s")
 START_TIMEOUT = 180.0  # seconds for the server's ready line (the embedded models load in ~30 s)
 STOP_TIMEOUT = 20.0  # seconds after SIGTERM before SIGKILL
 LEVEL_PAUSE = 3.0  # seconds between capacity levels
@@ -56,6 +56,7 @@ STAGES_VOICE = (
 class Server:
     url: str
     pid: int | None  # None when the benchmark was given --url
+    http_url: str | None = None
     data_dir: Path | None = None  # the throwaway data directory of a server the benchmark started
 
 
@@ -126,7 +127,7 @@ async def open_server(url: str | None, *, fake: bool, extra: list[str] = ()) -> 
                         raise RuntimeError(f"server exited before it was ready: {cmd}")
                     seen += chunk
             print(f"server ready: {match.group(1).decode()} (pid {proc.pid})", file=sys.stderr)
-            yield Server(match.group(1).decode(), proc.pid, Path(data_dir))
+            yield Server(match.group(1).decode(), proc.pid, match.group(2).decode(), Path(data_dir))
         finally:
             with trio.CancelScope(shield=True):
                 proc.send_signal(signal.SIGTERM)
@@ -192,14 +193,59 @@ async def bench_first_audio(args: argparse.Namespace) -> dict:
     return save(args.name or "first-audio", args, [level], {"stages": stage_table(level, STAGES_TEXT)})
 
 
+def question_texts(speech_dir: Path | None) -> dict[str, str]:
+    """WAV file name → the words it says, from the listings ``tools.make_speech`` writes beside them."""
+    from tools.make_speech import default_dir
+
+    texts: dict[str, str] = {}
+    for listing in (speech_dir or default_dir()).glob("?-questions.txt"):
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            name, text, *_ = line.split("\t")
+            texts[name] = text.replace(",", "")
+    return texts
+
+
+def transcript_wer(level: dict[str, Any], texts: dict[str, str], questions: list[Question]) -> float | None:
+    """Mean word error rate of the final transcripts against what the questions say."""
+    from trio_voice.wer import word_error_rate
+
+    by_turn = {n: q.name for n, q in enumerate(questions)}
+    rates = [
+        word_error_rate(texts[by_turn[s["turn"] % len(questions)]], s["transcript"])
+        for s in level["samples"]
+        if s["transcript"] is not None and by_turn[s["turn"] % len(questions)] in texts
+    ]
+    return round(sum(rates) / len(rates), 3) if rates else None
+
+
+async def speculation_counts(server: Server) -> dict[str, float]:
+    """The server's speculative-reply and turn-end counters, from /metrics."""
+    import httpx
+
+    if server.http_url is None:
+        return {}
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        text = (await http.get(server.http_url + "/metrics")).text
+    found = re.findall(
+        r'^trio_voice_(speculative_replies_total|turn_ends_total)\{\w+="(\w+)"\} (\S+)$', text, re.M
+    )
+    return {f"{name.removesuffix('_total')}:{label}": float(value) for name, label, value in found}
+
+
 async def bench_voice(args: argparse.Namespace) -> dict:
-    """Spoken questions streamed in real time, one session: voice-to-voice; then barge-in on long replies."""
-    from tools.make_speech import ensure_speech
+    """Spoken questions streamed in real time, one session: voice-to-voice in the default (semantic) turn
+    detection and in the old fixed-silence mode, in one run; questions with a mid-sentence pause, counting
+    replies that started before the user had finished; then barge-in on long replies."""
+    from tools.make_speech import ensure_paused_speech, ensure_speech
+    from trio_voice import codec
 
     short = spoken_questions(args)
-    plan = Plan(
-        questions=short, think_time=args.think_time, conversation_turns=args.conversation_turns or None
-    )
+    paused = [Question.from_wav(p) for p in ensure_paused_speech(args.speech_dir)]
+    texts = question_texts(args.speech_dir)
+    modes = {
+        "semantic": None,  # the server's default
+        "server_vad": codec.TurnDetection(type="server_vad", silence_ms=500),
+    }
     # Barge-in: every other question asks for a long answer, and the next question interrupts it.
     stories = [Question.from_wav(p) for p in ensure_speech(args.speech_dir, stories=True)]
     mixed = [q for pair in zip(short, stories, strict=False) for q in pair]  # as many pairs as stories
@@ -210,16 +256,50 @@ async def bench_voice(args: argparse.Namespace) -> dict:
         interrupt_by="speech",
         conversation_turns=2,
     )
+    levels: dict[str, dict[str, Any]] = {}
+    extra: dict[str, Any] = {"modes": {}}
     async with open_server(args.url, fake=False) as server:
-        rec = await run_level(server.url, plan, sessions=1, ramp=1, turns=args.turns, server_pid=server.pid)
-        level = rec.level_report()
-        save(args.name or "voice", args, [level], {"stages": stage_table(level, STAGES_VOICE)})
+        for questions, label in ((short, ""), (paused, "-paused")):
+            for mode, detection in modes.items():
+                plan = Plan(
+                    questions=questions,
+                    think_time=args.think_time,
+                    conversation_turns=args.conversation_turns or None,
+                    turn_detection=detection,
+                )
+                before = await speculation_counts(server)
+                turns = len(questions) if label else args.turns
+                rec = await run_level(
+                    server.url, plan, sessions=1, ramp=1, turns=turns, server_pid=server.pid
+                )
+                after = await speculation_counts(server)
+                level = rec.level_report()
+                level["mode"] = mode + label
+                levels[mode + label] = level
+                v2v = level["summary"]["voice_to_voice_ms"]
+                extra["modes"][mode + label] = {
+                    "voice_to_voice_ms": v2v,
+                    "stages": stage_table(level, STAGES_VOICE),
+                    "premature_replies": level["premature_replies"],
+                    "speculative_replies": level["speculative_replies"],
+                    "turns": level["turns"],
+                    "transcript_wer": transcript_wer(level, texts, questions),
+                    "server_counters": {
+                        k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)
+                    },
+                }
+                print(
+                    f"{mode}{label}: voice-to-voice p50 {v2v['p50']} p95 {v2v['p95']}, premature "
+                    f"{level['premature_replies']}/{level['turns']}, speculative {level['speculative_replies']}",
+                    file=sys.stderr,
+                )
+        save(args.name or "voice", args, list(levels.values()), extra)
         rec = await run_level(
             server.url, barge, sessions=1, ramp=1, turns=args.barge_in_turns, server_pid=server.pid
         )
     level = rec.level_report()
     interrupted = [s for s in level["samples"] if s["interrupt"] == "speech"]
-    extra = {
+    barge_extra = {
         "interruption": {
             "attempted": len([s for s in level["samples"] if s["interrupt"]]),
             "landed": len(interrupted),
@@ -228,7 +308,7 @@ async def bench_voice(args: argparse.Namespace) -> dict:
             "reasons": sorted({str(s["reason"]) for s in interrupted}),
         },
     }
-    return save((args.name or "voice") + "-barge-in", args, [level], extra)
+    return save((args.name or "voice") + "-barge-in", args, [level], barge_extra)
 
 
 async def bench_conversation(args: argparse.Namespace) -> dict:

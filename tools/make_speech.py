@@ -36,6 +36,50 @@ def trim(x: np.ndarray, *, rate: int = SAMPLE_RATE) -> np.ndarray:
     return x[max(0, loud[0] - margin) : loud[-1] + margin]
 
 
+def stretch_pause(audio: np.ndarray, pause_s: float, *, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``audio`` of one sentence read with a comma, the pause Piper made at the comma stretched to ``pause_s``.
+
+    A person who hesitates mid-sentence ("What is the capital of … France?") keeps the intonation of an
+    unfinished sentence; one sentence read with a comma does too. Two parts spoken separately and joined
+    would each sound finished, which is not what a hesitating user sounds like.
+    """
+    frame = rate // 100  # 10 ms
+    energy = np.sqrt(np.mean(audio[: audio.size // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    quiet = energy < max(energy) * 0.02
+    best, start = (0, 0), None  # the longest quiet run away from both ends is the comma's pause
+    for i, q in enumerate(quiet):
+        if q and start is None:
+            start = i
+        if (not q or i == len(quiet) - 1) and start is not None:
+            if start > len(quiet) * 0.1 and i < len(quiet) * 0.9 and i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    middle = (best[0] + best[1]) // 2 * frame
+    extra = max(0, int(pause_s * rate) - (best[1] - best[0]) * frame)
+    return np.concatenate([audio[:middle], np.zeros(extra, np.float32), audio[middle:]])
+
+
+def make_paused_speech(out: Path) -> list[Path]:
+    """``pNN.wav``: the questions of ``PAUSED_QUESTIONS``, each with a 300-600 ms hesitation in it."""
+    from tools.loadtest.plan import PAUSED_QUESTIONS
+    from trio_voice.tts import Synthesizer
+
+    synth = Synthesizer.load()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, (text, pause_s) in enumerate(PAUSED_QUESTIONS, start=1):
+        speech = resample(pcm16_to_float(synth.synthesize_sync(text)), synth.sample_rate, SAMPLE_RATE)
+        x = trim(stretch_pause(speech, pause_s))
+        path = out / f"p{n:02d}.wav"
+        path.write_bytes(wav_bytes(float_to_pcm16(x), SAMPLE_RATE))
+        paths.append(path)
+    listing = "".join(
+        f"{p.name}\t{t}\t{pause}\n" for p, (t, pause) in zip(paths, PAUSED_QUESTIONS, strict=True)
+    )
+    (out / "p-questions.txt").write_text(listing, encoding="utf-8")
+    return paths
+
+
 def make_speech(texts: list[str], out: Path, *, prefix: str = "q") -> list[Path]:
     """Synthesize each of ``texts`` to ``out/{prefix}NN.wav`` (16 kHz); return the paths. Blocking (~0.2 s each)."""
     from trio_voice.tts import Synthesizer
@@ -51,6 +95,17 @@ def make_speech(texts: list[str], out: Path, *, prefix: str = "q") -> list[Path]
         paths.append(path)
     listing = "".join(f"{p.name}\t{t}\n" for p, t in zip(paths, texts, strict=True))
     (out / f"{prefix}-questions.txt").write_text(listing, encoding="utf-8")
+    return paths
+
+
+def ensure_paused_speech(out: Path | None = None) -> list[Path]:
+    """The paused-question WAVs (``p01.wav`` …) in ``out`` (default: the cache dir), made first if missing."""
+    from tools.loadtest.plan import PAUSED_QUESTIONS
+
+    out = out or default_dir()
+    paths = [out / f"p{n:02d}.wav" for n in range(1, len(PAUSED_QUESTIONS) + 1)]
+    if not all(p.exists() for p in paths):
+        paths = make_paused_speech(out)
     return paths
 
 

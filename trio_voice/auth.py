@@ -6,7 +6,24 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 
+import attrs
+
 from .config import Config
+
+
+@attrs.frozen
+class Identity:
+    """Who a caller is: an operator (a plain ``--token``, or anyone when no tokens are configured), or a
+    user (a ``--user-token USER=TOKEN``), who may act only as that user."""
+
+    user_id: str | None = None
+
+    @property
+    def operator(self) -> bool:
+        return self.user_id is None
+
+    def may_act_as(self, user_id: str) -> bool:
+        return self.operator or self.user_id == user_id
 
 
 def _header(headers: Iterable[tuple[bytes | str, bytes | str]], name: str) -> str | None:
@@ -26,12 +43,33 @@ def presented_token(headers: Iterable[tuple[bytes | str, bytes | str]], query: s
     return values[0] if values else None
 
 
+def identify(
+    config: Config, headers: Iterable[tuple[bytes | str, bytes | str]], query: str
+) -> Identity | None:
+    """Who presented these credentials, or None if they are not accepted.
+
+    Without configured tokens everyone is an operator. Every configured token is compared (in constant
+    time), so the answer's timing does not say which one matched.
+    """
+    if not config.tokens and not config.user_tokens:
+        return Identity()
+    token = presented_token(list(headers), query)
+    if token is None:
+        return None
+    found: Identity | None = None
+    for candidate in config.tokens:
+        if hmac.compare_digest(token, candidate):
+            found = Identity()
+    for entry in config.user_tokens:
+        user, _, candidate = entry.partition("=")
+        if hmac.compare_digest(token, candidate):
+            found = Identity(user)
+    return found
+
+
 def is_authorized(config: Config, headers: Iterable[tuple[bytes | str, bytes | str]], query: str) -> bool:
     """True when no tokens are configured, or the client presented one of them (compared in constant time)."""
-    if not config.tokens:
-        return True
-    token = presented_token(list(headers), query)
-    return token is not None and any(hmac.compare_digest(token, t) for t in config.tokens)
+    return identify(config, headers, query) is not None
 
 
 def origin_allowed(config: Config, headers: Iterable[tuple[bytes | str, bytes | str]]) -> bool:

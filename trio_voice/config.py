@@ -198,6 +198,23 @@ class Config:
     heartbeat_interval: float = setting(20.0, "seconds between WebSocket pings; 0 disables", minimum=0)
     shutdown_grace: float = setting(10.0, "seconds running replies may finish on SIGTERM", minimum=0)
 
+    # --- sessions beyond one connection: resume, users, offline messages, pause, recording (issue 13) ------
+    # 60 s covers a phone switching networks or a laptop waking up; a reply keeps running meanwhile.
+    resume_ttl: float = setting(60.0, "seconds a session waits for its client to resume after the connection drops; 0 ends it at once", minimum=0)  # fmt: skip
+    # 1 MiB holds ~17 s of reply audio (base64 JSON): far more than a dropped socket ever swallows.
+    replay_buffer_events: int = setting(1024, "events a session keeps for a resume", minimum=16)
+    replay_buffer_bytes: int = setting(2**20, "bytes of events a session keeps for a resume", minimum=65536)
+    pause_buffer_events: int = setting(512, "events a paused reply may make before its generation waits", minimum=1)  # fmt: skip
+    pause_buffer_bytes: int = setting(4 * 2**20, "bytes (of audio and text) a paused reply may make before its generation waits", minimum=1024)  # fmt: skip
+    typing_timeout: float = setting(5.0, "seconds after typing.start that typing ends by itself", above=0)
+    user_tokens: tuple[str, ...] = setting((), "USER=TOKEN: a bearer token that also names its user (repeatable; env: comma-separated)", flag="--user-token", converter=tuple)  # fmt: skip
+    offline_ttl: float = setting(86400.0, "seconds an offline message waits for its user before it is dropped", above=0)  # fmt: skip
+    offline_max_queued: int = setting(100, "undelivered offline messages per user", minimum=1)
+    offline_sweep_interval: float = setting(60.0, "seconds between sweeps that drop expired offline messages", above=0)  # fmt: skip
+    recording: str = setting("allowed", "whether clients may record their sessions (session.update record)", choices=("allowed", "forbidden"))  # fmt: skip
+    recording_dir: Path | None = setting(None, "where recordings go (default DATA_DIR/recordings)", converter=_optional_path)  # fmt: skip
+    recording_max_mb: float = setting(1024.0, "disk all recordings may use together, in MiB", minimum=0)
+
     # --- fake engines (serve --fake-engines: load tests, protocol tests) ----------------------------
     fake_llm_token_delay: float = setting(0.0, "with --fake-engines: seconds between the fake LLM's tokens, so replies last long enough to interrupt", minimum=0)  # fmt: skip
 
@@ -213,6 +230,10 @@ class Config:
                 f"first_phrase_max_tokens ({self.first_phrase_max_tokens}) must not exceed "
                 f"phrase_max_tokens ({self.phrase_max_tokens})"
             )
+        for entry in self.user_tokens:
+            user, sep, token = entry.partition("=")
+            if not sep or not user.strip() or not token.strip():
+                raise ConfigError(f"user_tokens entries are USER=TOKEN, not {entry!r}")
         first, longest = self.llama_restart_backoff
         if not 0 < first <= longest:
             raise ConfigError(
@@ -222,6 +243,10 @@ class Config:
     @property
     def database(self) -> Path:
         return self.db_path if self.db_path is not None else self.data_dir / "conversations.sqlite3"
+
+    @property
+    def recordings(self) -> Path:
+        return self.recording_dir if self.recording_dir is not None else self.data_dir / "recordings"
 
     @property
     def store_location(self) -> str | Path:

@@ -43,6 +43,7 @@ from .events import (
 )
 from .ids import new_id
 from .narration import Narration
+from .pause import retract
 from .session_state import SessionState
 from .telemetry import Telemetry
 from .turn import TurnRecord, TurnRequest, run_turn
@@ -140,13 +141,11 @@ async def run_one_turn(
     finally:
         if gate is not None and not gate.released.is_set():
             if gate.abandoned:
-                telemetry.speculation(used=False)
                 logger.info(
                     "session %s: speculative reply %s abandoned", state.session_id, handle.response_id
                 )
         else:
             if gate is not None:
-                telemetry.speculation(used=True)
                 forwarded.apply_to(outcome.record, gate)
             await _account(
                 handle, outcome, conversation_id, engines=engines, telemetry=telemetry, state=state
@@ -277,7 +276,13 @@ async def _reply(
                 phrases=phrases,
                 on_phrase_sent=on_phrase_sent,
             )
-            await run_turn(turn_request, emit, llm=engines.llm, tts=voice.tts, config=config, record=record)
+            # Through the reply's pause gate: response.pause holds its events, generation goes on.
+            handle.pause.max_events = config.pause_buffer_events
+            handle.pause.max_bytes = config.pause_buffer_bytes
+            stages = partial(
+                run_turn, turn_request, llm=engines.llm, tts=voice.tts, config=config, record=record
+            )
+            await handle.pause.run(stages, emit)
             outcome.status, outcome.reason = ReplyStatus.COMPLETED, None
     except (EngineError, StorageError) as exc:
         outcome.status, outcome.reason = ReplyStatus.FAILED, exc.code
@@ -287,6 +292,9 @@ async def _reply(
     if handle.scope.cancelled_caught:
         assert handle.reason is not None
         outcome.status, outcome.reason = ReplyStatus.CANCELLED, handle.reason
+    if handle.pause.held:  # cancelled while paused: what was held was never sent
+        retract(record, handle.pause.held)
+        handle.pause.held.clear()
     outcome.metrics = turn_metrics(record, handle)
     await emit(ReplyDone(handle.response_id, outcome.status, outcome.reason, record.text, outcome.metrics))
     if narration is not None:
@@ -305,6 +313,8 @@ async def _account(
     """Count, log and store a reply the client saw (some of), however it ended."""
     request, record = handle.request, outcome.record
     state.turn_counts[outcome.status] += 1
+    if request.speculative:
+        telemetry.speculation("used")
     metrics = outcome.metrics if outcome.metrics is not None else turn_metrics(record, handle)
     telemetry.turn_done(outcome.status, outcome.reason, metrics)
     logger.info(

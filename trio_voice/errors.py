@@ -49,7 +49,8 @@ class RemoteProtocolError(ProtocolError, ValueError):
 
     ``close_code`` is ``None`` when the session survives (the usual case: the client gets an ``error``
     event and goes on); otherwise it is the RFC 6455 close code to end the connection with.
-    ``request_id`` is the client's id of the offending message, when it could be read.
+    ``request_id`` is the client's id of the offending message, when it could be read; ``reason`` a finer
+    cause for the codes that have several (``resume_failed``).
     """
 
     code = "invalid_message"
@@ -61,10 +62,12 @@ class RemoteProtocolError(ProtocolError, ValueError):
         code: str | None = None,
         close_code: int | None = None,
         request_id: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.close_code = close_code
         self.request_id = request_id
+        self.reason = reason
 
 
 class LocalProtocolError(ProtocolError, RuntimeError):

@@ -26,6 +26,18 @@ class SessionCreated:
     session_id: str
     conversation_id: str
     config: Mapping[str, Any]
+    resume_token: str | None = None  # None when the server keeps no session for a resume
+
+
+@attrs.frozen
+class SessionResumed:
+    """The last event of a connection's fresh session: what follows is session ``session_id``, from
+    ``last_seq + 1`` on (``replayed`` events the client missed, then the live stream)."""
+
+    session_id: str
+    conversation_id: str
+    last_seq: int
+    replayed: int
 
 
 @attrs.frozen
@@ -41,6 +53,7 @@ class ErrorEvent:
     code: str
     message: str
     response_id: str | None = None
+    reason: str | None = None  # a finer cause, for codes that have several (resume_failed)
 
 
 @attrs.frozen
@@ -55,6 +68,40 @@ class WarningEvent:
 @attrs.frozen
 class Pong:
     pass
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PresenceUpdate:
+    """Another session of the same user is now ``status`` (``online``, ``away``, ``offline``)."""
+
+    user_id: str
+    session_id: str
+    status: str
+    last_seen: float  # seconds since the epoch
+
+
+@attrs.frozen
+class TypingUpdate:
+    """Another session of the same user started or stopped typing."""
+
+    user_id: str
+    session_id: str
+    typing: bool
+
+
+@attrs.frozen
+class SystemMessage:
+    """A message queued for the user while it had no connection (or sent to all its connections)."""
+
+    message_id: str
+    kind: str  # "system" (from an operator) or "reply" (a reply that finished after the user left)
+    text: str
+    created_at: float
+    expires_at: float
+    conversation_id: str | None = None  # a reply's conversation
 
 
 # --- voice input -----------------------------------------------------------------------------------
@@ -177,6 +224,7 @@ NarrationEvent = NarrationCreated | NarrationProgress | NarrationPaused | Narrat
 ReplyEvent = ReplyCreated | TextDelta | PhraseReady | AudioReady | ReplyDone
 ServerEvent = (
     SessionCreated
+    | SessionResumed
     | SessionUpdated
     | ErrorEvent
     | WarningEvent
@@ -185,6 +233,9 @@ ServerEvent = (
     | SpeechStopped
     | TranscriptPartial
     | TranscriptFinal
+    | PresenceUpdate
+    | TypingUpdate
+    | SystemMessage
     | ReplyEvent
     | NarrationEvent
 )

@@ -196,6 +196,8 @@ class Listener:
                 case StartSpeculation():
                     self.start_speculation(decision)
                 case AbandonSpeculation(attempt=attempt):
+                    if self.ctx.state.turns.speculation_live(attempt):
+                        self.ctx.telemetry.speculation("abandoned")
                     self.ctx.state.turns.abandon(attempt)
 
     async def on_speech_start(self, start: SpeechStart) -> None:
@@ -241,6 +243,8 @@ class Listener:
             self.jobs_tx.send_nowait(SpeculationJob(start.attempt, audio, marks, self._clear_speech()))
         except trio.WouldBlock:
             turns.abandon(start.attempt)
+            return
+        self.ctx.telemetry.speculation("started")
 
     async def on_turn_end(self, end: TurnEnd, *, announced: bool = False) -> None:
         """The utterance ended (``announced``: the receiver already announced its final, see ``Commit``)."""

@@ -1,19 +1,19 @@
 """The wire of ``/v1/voice``: trio-voice's own protocol v1 (``protocol/voice.md``) as a session's ``Wire``.
 
 Frames are decoded by ``trio_voice.codec``, acted on by ``receive.dispatch``, and events rendered by
-``codec.ServerConnection``, which owns ``seq`` and each reply's lifecycle.
+``codec.ServerConnection``, which owns ``seq`` and each reply's lifecycle: the frames' numbers are the
+protocol's ``seq``, so a session on this wire can be resumed from any of them.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from . import codec
 from .errors import TrioVoiceError
 from .events import ErrorEvent
 from .receive import dispatch
+from .replay import Frame
 from .session_context import SessionContext
-from .writer import Outgoing
+from .writer import Outgoing, frame_for
 
 
 class NativeWire:
@@ -22,6 +22,7 @@ class NativeWire:
     name = "voice"
     input_sample_rate: int | None = None
     semantic_turns = True
+    resumable = True
 
     def __init__(self, *, max_text_chars: int) -> None:
         self.max_text_chars = max_text_chars
@@ -41,7 +42,7 @@ class NativeWire:
 
     def refusal(self, exc: TrioVoiceError, message: codec.ClientMessage | None) -> Outgoing:
         request_id = getattr(exc, "request_id", None) or getattr(message, "request_id", None)
-        return Outgoing(ErrorEvent(exc.code, exc.message), request_id)
+        return Outgoing(ErrorEvent(exc.code, exc.message, reason=getattr(exc, "reason", None)), request_id)
 
-    def render(self, event: Any, request_id: str | None) -> list[str]:
-        return [self.connection.send(event, request_id=request_id)]
+    def render(self, item: Outgoing) -> list[Frame]:
+        return [frame_for(self.connection, item)]

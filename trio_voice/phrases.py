@@ -12,10 +12,10 @@ Rules, in the order they are tried on the pending text (the first one that appli
   trick: "$29." vs "$29. Next"), so that "3.14", "Dr. Smith", "e.g. apples", "J. R. R. Tolkien" and
   "well… maybe" stay whole. ``;`` ends a phrase like a sentence end, but only after the minimum number
   of words (see below).
-- A natural pause (comma, colon, em or en dash, or a spaced hyphen) followed by a connector word ("and",
-  "but", "so", …) ends a phrase at the punctuation, once the phrase has enough words:
-  ``first_phrase_min_words`` for the first phrase of a reply, ``min_words`` after that, so later speech
-  does not become choppy.
+- A natural pause (comma, colon, em or en dash, or a spaced hyphen) ends the first phrase of a reply at
+  the punctuation once it has ``first_phrase_min_words`` words, whatever word follows (the first audio
+  is what the user waits for); later phrases end at a pause only when a connector word ("and", "but",
+  "so", …) follows and they have ``min_words`` words, so later speech does not become choppy.
 - ``max_wait`` seconds after a phrase's first token, or after ``max_tokens`` tokens
   (``first_phrase_max_tokens`` for the first phrase, so audio starts sooner), the phrase is forced out,
   cut at its last word boundary; the unfinished last word starts the next phrase.
@@ -225,7 +225,9 @@ class PhraseBuffer:
         word = _WORD.match(text, rest)
         if word is None or word.end() == len(text) or text[word.end()] in "'’-":
             return None  # no word yet, a word still growing ("and" → "android"), or not a word
-        if word.group().lower() not in self.rules.connectors:
+        # The first phrase may end at any pause: its audio is what the user waits for, and a comma is
+        # where a speaker breathes anyway. Later ones need a connector, or speech turns choppy.
+        if self._emitted and word.group().lower() not in self.rules.connectors:
             return None
         if _count_words(text[: i + 1]) < self._min_words():
             return None

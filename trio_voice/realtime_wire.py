@@ -39,6 +39,7 @@ from .listen_items import AudioIn, Clear, Commit, TranscribeClip
 from .realtime import RealtimeConnection, RealtimeProtocolError, codes
 from .realtime.session_update import AUDIO
 from .receive import charge_audio, truncate_reply, update_session
+from .replay import Frame
 from .segmenter import SAMPLE_RATE
 from .session_context import SessionContext
 from .session_state import SessionState
@@ -69,9 +70,12 @@ class RealtimeWire:
     # The API's turn detection is server_vad (silence) or none; its semantic_vad is refused, and the
     # session reports only what the API can name.
     semantic_turns = False
+    # The API has no seq and no session.resume: a realtime session ends with its connection.
+    resumable = False
 
     def __init__(self, *, model: str, dialect: str = codes.GA, max_text_chars: int) -> None:
         self.connection = RealtimeConnection(model=model, dialect=dialect, max_text_chars=max_text_chars)
+        self._numbered = 0  # frames rendered: the outbox's numbers (the protocol has none)
 
     # --- client → core -----------------------------------------------------------------------------
     def decode(self, frame: str | bytes, *, ctx: SessionContext) -> realtime.ClientEvent:
@@ -206,12 +210,18 @@ class RealtimeWire:
         return Outgoing(exc, getattr(message, "event_id", None))
 
     # --- core → client -----------------------------------------------------------------------------
-    def render(self, event: Any, request_id: str | None) -> list[str]:
-        conn = self.connection
+    def render(self, item: Outgoing) -> list[Frame]:
+        """The realtime events ``item`` becomes, numbered for the session's outbox only: the protocol
+        has no ``seq`` (nor a resume), and its ``event_id``s are the connection's."""
+        conn, event, request_id = self.connection, item.event, item.request_id
         if isinstance(event, RealtimeProtocolError):
             frames = [conn.error(event)]
         elif isinstance(event, TrioVoiceError):
             frames = [conn.frames.error(event.code, event.message, event_id=request_id)]
         else:
             frames = conn.send(event, request_id=request_id)
-        return [realtime.encode(frame) for frame in frames]
+        out = []
+        for frame in frames:
+            self._numbered += 1
+            out.append(Frame(self._numbered, frame["type"], realtime.encode(frame)))
+        return out

@@ -1,31 +1,37 @@
 """Reading a session's socket: client frames in, decoded and acted on, never waiting for a reply.
 
-``receive_task`` reads frames, applies the size and rate limits and the idle timeout, and hands each
-message its wire (``trio_voice.wire``) decoded to the wire's ``dispatch``; refusals go out as the wire
-renders them. ``dispatch`` here is the native protocol's; ``update_session``, ``truncate_reply`` and
-``charge_audio`` are shared with the realtime one. Requests, cancels and truncations are synchronous
-calls on the session's ``TurnControl`` and state, so a flood of requests or a reply winding down never
-stops this task from reading the next frame (a ``response.cancel``, or the audio that barges in).
+``receive_task`` reads one connection's frames, applies the size and rate limits and the idle timeout,
+and hands each message its session's wire (``trio_voice.wire``) decoded to the wire's ``dispatch``;
+refusals go out as the wire renders them. ``dispatch`` here is the native protocol's; ``update_session``,
+``truncate_reply`` and ``charge_audio`` are shared with the realtime one. Requests, cancels, pauses and
+truncations are synchronous calls on the session's ``TurnControl`` and state, so a flood of requests or
+a reply winding down never stops this task from reading the next frame (a ``response.cancel``, or the
+audio that barges in). It runs in the connection's task (``trio_voice.session_link``), not the
+session's: it ends with its connection, the session may not.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, assert_never
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from . import codec
 from .codec import codes
-from .codec.codes import CancelReason
+from .codec.codes import CancelReason, ResumeFailure
 from .errors import RemoteProtocolError, StorageError, TrioVoiceError
 from .events import ErrorEvent, Pong, SessionUpdated
 from .input_audio import DECODED_RATE, decode_clip
 from .languages import check_language
 from .limits import TokenBucket
 from .listen_items import AudioIn, Clear, Commit, TranscribeClip
+from .offline import acknowledge
+from .presence import start_typing, stop_typing
 from .receive_narration import control_narration, start_narration
 from .session_context import SessionContext
 from .turn_control import PendingTurn, TurnKind
@@ -37,19 +43,45 @@ logger = logging.getLogger(__name__)
 
 # Errors a flood would repeat for every frame: sent at most once per second each.
 THROTTLED_ERRORS = frozenset({codes.RATE_LIMITED, codes.AUDIO_RATE_EXCEEDED})
+# WebSocket close code of a connection that ended without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
 
 
-async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext, wire: Wire) -> None:
-    """Read client frames until the connection ends or idles out; ``wire`` decodes and dispatches each."""
+@attrs.frozen
+class Lost:
+    """The connection ended: ``clean`` when the client closed it with a close frame (it is done with the
+    session), not when it broke (the session waits for a resume)."""
+
+    clean: bool
+
+    @classmethod
+    def of(cls, ws: WebSocketConnection) -> Lost:
+        reason = ws.closed
+        return cls(clean=reason is not None and reason.code != ABNORMAL_CLOSURE)
+
+
+OnResume = Callable[[codec.SessionResume], Awaitable[Any]]
+
+
+async def receive_task(
+    ws: WebSocketConnection, *, ctx: SessionContext, wire: Wire, on_resume: OnResume | None = None
+) -> Any:
+    """Read client frames until the connection ends or idles out; ``wire`` decodes and dispatches each.
+
+    ``on_resume`` handles a ``session.resume`` that is the first message on this connection (only the
+    native wire decodes one); when it returns something (the connection switches sessions), so does
+    this. Otherwise returns ``Lost``.
+    """
     config = ctx.config
     messages = TokenBucket(rate=config.max_messages_per_second, burst=config.max_messages_per_second)
     throttled: dict[str, float] = {}  # error code → when it was last sent
+    first = True
     while True:
         with trio.move_on_after(config.idle_timeout) as idle:
             try:
                 frame = await ws.get_message()
             except ConnectionClosed:
-                return
+                return Lost.of(ws)
         if idle.cancelled_caught:
             await ctx.send(ErrorEvent(codes.IDLE_TIMEOUT, f"no message for {config.idle_timeout:g} s"))
             await ctx.close(codes.CLOSE_NORMAL, "idle timeout")
@@ -68,6 +100,15 @@ async def receive_task(ws: WebSocketConnection, *, ctx: SessionContext, wire: Wi
                     code=codes.RATE_LIMITED,
                     request_id=getattr(message, "request_id", None),
                 )
+            if isinstance(message, codec.SessionResume):
+                if not first or on_resume is None:
+                    raise _resume_not_first(message)
+                first = False
+                switched = await on_resume(message)
+                if switched is not None:
+                    return switched
+                continue
+            first = False
             await wire.dispatch(message, ctx=ctx)
         except RemoteProtocolError as exc:
             if exc.code in THROTTLED_ERRORS:
@@ -91,6 +132,15 @@ async def _refuse(ctx: SessionContext, wire: Wire, exc: TrioVoiceError, message:
     await ctx.out_tx.send(wire.refusal(exc, message))
 
 
+def _resume_not_first(message: codec.SessionResume) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        "session.resume must be the first message on a new connection",
+        code=codes.RESUME_FAILED,
+        request_id=message.request_id,
+        reason=ResumeFailure.NOT_FIRST_MESSAGE,
+    )
+
+
 async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None:
     """Act on one decoded client message.
 
@@ -104,9 +154,14 @@ async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None
         case codec.Ping():
             await ctx.send(Pong(), rid)
         case codec.MessageCreate(text=text):
+            stop_typing(ctx)  # the user sent what they typed
+            if ctx.recording is not None:
+                await ctx.recording.on_user_text("user_message", text)
             await ctx.request_turn(PendingTurn(TurnKind.CHAT, text, rid, trio.current_time()))
         case codec.Speak(text=text, voice=voice):
             check_voice(voice, ctx=ctx, request_id=rid, where="speak")
+            if ctx.recording is not None:
+                await ctx.recording.on_user_text("speak", text)
             await ctx.request_turn(PendingTurn(TurnKind.SPEAK, text, rid, trio.current_time(), voice=voice))
         case codec.Narrate():
             check_voice(message.voice, ctx=ctx, request_id=rid, where="narrate")
@@ -118,6 +173,27 @@ async def dispatch(message: codec.ClientMessage, *, ctx: SessionContext) -> None
                 raise RemoteProtocolError(
                     "no reply is running with that id", code=codes.NO_ACTIVE_RESPONSE, request_id=rid
                 )
+        case codec.ResponsePause(response_id=response_id) | codec.ResponseResume(response_id=response_id):
+            running = state.turns.current
+            if running is None or (response_id is not None and response_id != running.response_id):
+                raise RemoteProtocolError(
+                    "no reply is running with that id", code=codes.NO_ACTIVE_RESPONSE, request_id=rid
+                )
+            running.pause.pause() if isinstance(message, codec.ResponsePause) else running.pause.resume()
+        case codec.TypingStart():
+            start_typing(ctx)
+        case codec.TypingStop():
+            stop_typing(ctx)
+        case codec.PresenceSet(status=status):
+            if state.user.user_id is None:
+                raise RemoteProtocolError(
+                    "presence.set needs a user", code=codes.USER_REQUIRED, request_id=rid
+                )
+            state.user.set_client_status(status)
+        case codec.MessageDelivered(message_id=message_id):
+            await acknowledge(ctx, message_id, rid)
+        case codec.SessionResume():
+            raise _resume_not_first(message)
         case codec.SessionUpdate():
             await update_session(message, ctx=ctx)
         case codec.ResponseTruncate(response_id=response_id, audio_end_ms=audio_end_ms):
@@ -158,6 +234,8 @@ async def dispatch_audio(
             pcm = decoder.decode(message.audio)
             if pcm:
                 charge_audio(ctx, len(pcm) / 2 / DECODED_RATE, rid)
+                if ctx.recording is not None:
+                    await ctx.recording.on_input(pcm, DECODED_RATE)  # what the server heard
                 await ctx.audio_tx.send(AudioIn(pcm, trio.current_time(), DECODED_RATE))
         case codec.InputAudioAppend() if decoder.compressed:
             raise RemoteProtocolError(
@@ -168,6 +246,8 @@ async def dispatch_audio(
             )
         case codec.InputAudioFrame() | codec.InputAudioAppend():
             charge_audio(ctx, len(message.audio) / 2 / ctx.state.input_sample_rate, rid)
+            if ctx.recording is not None:
+                await ctx.recording.on_input(message.audio, ctx.state.input_sample_rate)
             await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
         case codec.InputAudioCommit():
             tail = decoder.flush()
@@ -253,6 +333,23 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
             request_id=rid,
         )
         voice = switch or voice
+    if message.user_id is not None and message.user_id != state.user.user_id:
+        if state.user.user_id is not None:
+            how = "its token's" if state.user.from_token else "the one it was given"
+            raise RemoteProtocolError(
+                f"this session's user is {how}, not {message.user_id!r}",
+                code=codes.USER_MISMATCH,
+                request_id=rid,
+            )
+        if ctx.shared is None:
+            raise RemoteProtocolError(
+                "this server does not serve users", code=codes.UNSUPPORTED, request_id=rid
+            )
+    if message.record and not state.record:
+        if ctx.recording is None or ctx.config.recording != "allowed":
+            raise RemoteProtocolError(
+                "this server does not allow recording", code=codes.RECORDING_FORBIDDEN, request_id=rid
+            )
     if message.conversation_id is not None and message.conversation_id != state.conversation_id:
         if not await ctx.engines.store.conversation_exists(message.conversation_id):
             raise RemoteProtocolError(
@@ -269,6 +366,21 @@ async def update_session(message: codec.SessionUpdate, *, ctx: SessionContext) -
         state.input_sample_rate = message.input_sample_rate
     if message.turn_detection is not None:
         state.turn_detection = state.turn_detection.updated(message.turn_detection)
+    if message.user_id is not None and state.user.user_id is None:
+        state.user.set_user(message.user_id)
+    if message.record is not None and ctx.recording is not None and message.record != state.record:
+        state.record = message.record
+        if message.record:
+            ctx.recording.start(
+                {
+                    "session_id": state.session_id,
+                    "user_id": state.user.user_id,
+                    "conversation_id": state.conversation_id,
+                    "started_at": ctx.shared.now() if ctx.shared is not None else None,
+                }
+            )
+        else:
+            ctx.recording.stop()
     if message.input_audio_format is not None:
         state.input_audio_format = message.input_audio_format
         ctx.input_audio.set_format(message.input_audio_format)

@@ -3,8 +3,10 @@
 ::
 
     serve(config)                      root nursery
-    ├── WebSocket listener             one task per connection → run_session
+    ├── session host                   every session and streamed reply, outliving its connection
+    ├── WebSocket listener             one task per connection → serve_connection (attaches to a session)
     ├── HTTP listener                  health, metrics, fallbacks, demo page (trio_voice.http)
+    ├── offline sweep                  drops (and counts) offline messages that expired undelivered
     └── LLM child process              the embedded llama.cpp server, when no --llm-url is given
 """
 
@@ -22,6 +24,10 @@ from .config import Config
 from .engines import Engines
 from .http import serve_http
 from .lifecycle import SessionRegistry, Shutdown
+from .offline import sweep_task
+from .recording import RecordingBudget
+from .session_host import Services, SessionHost
+from .shared import InProcessState, SharedState
 from .startup import open_engines
 from .telemetry import Telemetry
 from .ws_server import serve_voice
@@ -60,21 +66,23 @@ async def serve(
     engines: Engines | None = None,
     telemetry: Telemetry | None = None,
     shutdown: Shutdown | None = None,
+    shared: SharedState | None = None,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the server until cancelled, or until ``shutdown`` is requested and has run its course.
 
-    ``engines`` defaults to the real models (loaded here). ``task_status.started(Listening(...))`` is
-    called once every listener accepts connections. See ``trio_voice.lifecycle`` for the shutdown phases.
+    ``engines`` defaults to the real models (loaded here); ``shared`` to the in-process shared state
+    over the engines' store. ``task_status.started(Listening(...))`` is called once every listener
+    accepts connections. See ``trio_voice.lifecycle`` for the shutdown phases.
     """
     telemetry = telemetry or Telemetry()
     shutdown = shutdown or Shutdown()
     async with trio.open_nursery() as nursery:
         if engines is None:
             async with open_engines(config, nursery, telemetry) as real:
-                await _serve_with(config, real, telemetry, shutdown, task_status)
+                await _serve_with(config, real, telemetry, shutdown, shared, task_status)
         else:
-            await _serve_with(config, engines, telemetry, shutdown, task_status)
+            await _serve_with(config, engines, telemetry, shutdown, shared, task_status)
         nursery.cancel_scope.cancel()  # the embedded LLM server, if any
 
 
@@ -83,30 +91,40 @@ async def _serve_with(
     engines: Engines,
     telemetry: Telemetry,
     shutdown: Shutdown,
+    shared: SharedState | None,
     task_status: trio.TaskStatus[Listening],
 ) -> None:
     sessions = SessionRegistry()
+    recordings = None
+    if config.recording == "allowed":
+        recordings = await trio.to_thread.run_sync(
+            RecordingBudget, config.recordings, int(config.recording_max_mb * 2**20)
+        )
+    services = Services(
+        engines=engines,
+        config=config,
+        telemetry=telemetry,
+        sessions=sessions,
+        shutdown=shutdown,
+        shared=shared or InProcessState(engines.store, max_queued=config.offline_max_queued),
+        replies={},
+        recordings=recordings,
+    )
     async with trio.open_nursery() as session_nursery:
+        host = SessionHost(session_nursery, services)
+        session_nursery.start_soon(
+            partial(sweep_task, services.shared, telemetry, interval=config.offline_sweep_interval)
+        )
         async with trio.open_nursery() as listeners:
             ws_port = await listeners.start(
                 partial(
-                    _until_draining,
-                    shutdown,
-                    partial(
-                        serve_voice,
-                        config,
-                        engines,
-                        telemetry,
-                        sessions,
-                        shutdown,
-                        handler_nursery=session_nursery,
-                    ),
+                    _until_draining, shutdown, partial(serve_voice, host, handler_nursery=session_nursery)
                 )
             )
             # The HTTP side tells browsers where the WebSocket really listens (the config may say port 0).
             http_config = attrs.evolve(config, ws_port=ws_port)
             http_port = await listeners.start(
-                partial(serve_http, http_config, engines, telemetry, sessions, shutdown=shutdown)
+                partial(serve_http, http_config, engines, telemetry, sessions, shutdown=shutdown, host=host)
             )
             listening = Listening(config.host, ws_port, http_port)
             logger.info("listening: %s and %s", listening.ws_url, listening.http_url)

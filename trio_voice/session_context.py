@@ -1,8 +1,12 @@
-"""What the tasks of one WebSocket session share: its state, the engines, and the ways in to the writer."""
+"""What the tasks of one WebSocket session share: its state, the engines, and the ways in to the writer.
+
+A session outlives its connections (see ``trio_voice.session``), so nothing here names a socket: events
+go to the session's writer, which keeps them for whichever connection is attached.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -21,6 +25,10 @@ from .telemetry import Telemetry
 from .turn_control import PendingTurn
 from .writer import CloseConnection, Outgoing
 
+if TYPE_CHECKING:
+    from .recording import Recording
+    from .shared import SharedState
+
 
 @attrs.frozen
 class SessionContext:
@@ -35,6 +43,8 @@ class SessionContext:
     audio_budget: TokenBucket = attrs.field(factory=lambda: TokenBucket(rate=1.0, burst=1.0))
     shutdown: Shutdown = attrs.field(factory=Shutdown)
     input_audio: InputAudio = attrs.field(factory=InputAudio)  # the receive side's decoder
+    shared: SharedState | None = None  # users, presence, typing, offline messages (None: not served)
+    recording: Recording | None = None  # session.update record (None: not served)
 
     async def send(self, event: Any, request_id: str | None = None) -> None:
         await self.out_tx.send(Outgoing(event, request_id))
@@ -43,10 +53,12 @@ class SessionContext:
         """Close the connection once everything queued so far is sent; the session then ends."""
         await self.out_tx.send(CloseConnection(code, reason))
 
-    async def error(self, exc: TrioVoiceError, request_id: str | None = None) -> None:
+    async def error(
+        self, exc: TrioVoiceError, request_id: str | None = None, *, reason: str | None = None
+    ) -> None:
         """Tell the client about an error that is not part of a reply (those carry their response_id)."""
         self.telemetry.error(exc.code)
-        await self.send(ErrorEvent(exc.code, exc.message), request_id)
+        await self.send(ErrorEvent(exc.code, exc.message, reason=reason), request_id)
 
     async def add_user_message(self, text: str, item_id: str | None, request_id: str | None) -> None:
         """Store words of the user that ask for no reply now (a later ``respond`` request sees them).

@@ -20,6 +20,7 @@ from .narration import Narrations
 from .playback import PlaybackLog
 from .turn import TurnRecord
 from .turn_control import TurnControl
+from .user_link import UserLink
 from .voices import Voices
 
 # Turn records kept per session so a late ``response.truncate`` can still find its reply.
@@ -34,6 +35,7 @@ def session_limits(config: Config) -> codec.SessionLimits:
         max_messages_per_second=config.max_messages_per_second,
         max_audio_realtime_factor=config.max_audio_realtime_factor,
         idle_timeout=config.idle_timeout,
+        resume_ttl=config.resume_ttl,
     )
 
 
@@ -79,6 +81,9 @@ class SessionState:
     records: OrderedDict[str, tuple[str, TurnRecord]] = attrs.field(factory=OrderedDict)
     playback: PlaybackLog = attrs.field(factory=PlaybackLog)  # reply audio sent, for the echo guard
     created_at: float = attrs.field(factory=time.time)
+    user: UserLink = attrs.field(factory=UserLink)  # who is speaking, their presence and typing
+    record: bool = False  # session.update record: the session's audio and transcript go to disk
+    connected: bool = True  # False while the session waits for its client to resume
 
     @property
     def activity(self) -> str:
@@ -110,6 +115,8 @@ class SessionState:
             output_audio_format=self.output_audio_format,
             voice=voice.name,
             language=self.language,
+            user_id=self.user.user_id,
+            record=self.record,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -119,4 +126,7 @@ class SessionState:
             "age_s": round(time.time() - self.created_at, 1),
             "state": self.activity,
             "turns": dict(self.turn_counts),
+            "user_id": self.user.user_id,
+            "connected": self.connected,
+            "record": self.record,
         }

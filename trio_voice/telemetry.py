@@ -67,7 +67,8 @@ class Telemetry:
         )
         self.speculative = Counter(
             "trio_voice_speculative_replies",
-            "Speculative replies (started at a pause before the turn was over), by whether they were used",
+            "Speculative replies (transcribed at a pause, before the turn was over): started, then used as "
+            "the turn's reply or abandoned because the user went on (the rest held no words)",
             ["outcome"],
             registry=r,
         )
@@ -76,6 +77,24 @@ class Telemetry:
             "Time a model call waited for its engine's capacity limiter",
             ["engine"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.resumes = Counter(
+            "trio_voice_session_resumes",
+            "session.resume attempts by outcome: resumed, or the resume_failed reason",
+            ["outcome"],
+            registry=r,
+        )
+        self.sessions_ended = Counter(
+            "trio_voice_sessions_ended",
+            "Sessions ended, by why: closed (client, idle, shutdown, error) or expired (never resumed)",
+            ["how"],
+            registry=r,
+        )
+        self.offline = Counter(
+            "trio_voice_offline_messages",
+            "Offline messages by event: queued, delivered (acknowledged), expired (dropped undelivered)",
+            ["event"],
             registry=r,
         )
         self.llm_restarts = Gauge(
@@ -91,6 +110,15 @@ class Telemetry:
 
     def session_closed(self) -> None:
         self.sessions_open.dec()
+
+    def resume(self, outcome: str) -> None:
+        self.resumes.labels(outcome=outcome).inc()
+
+    def session_ended(self, how: str) -> None:
+        self.sessions_ended.labels(how=how).inc()
+
+    def offline_message(self, event: str, count: int = 1) -> None:
+        self.offline.labels(event=event).inc(count)
 
     def error(self, code: str) -> None:
         self.errors.labels(code=code).inc()
@@ -113,9 +141,9 @@ class Telemetry:
     def turn_end(self, reason: str) -> None:
         self.turn_ends.labels(reason=reason).inc()
 
-    def speculation(self, *, used: bool) -> None:
-        """A speculative reply was released as the turn's reply (used), or abandoned unsent."""
-        self.speculative.labels(outcome="used" if used else "abandoned").inc()
+    def speculation(self, outcome: str) -> None:
+        """A speculative reply was ``started``, ``used`` as the turn's reply, or ``abandoned`` unsent."""
+        self.speculative.labels(outcome=outcome).inc()
 
     def observe_queue_wait(self, engine: str, seconds: float) -> None:
         self.queue_wait.labels(engine=engine).observe(seconds)

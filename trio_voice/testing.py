@@ -15,7 +15,7 @@ import numpy as np
 import trio
 
 from .errors import LLMError, StorageError, SynthesisError, TurnModelError
-from .storage import StoredMessage
+from .storage import OfflineMessage, StoredMessage
 
 
 @attrs.frozen
@@ -139,7 +139,8 @@ class FakeSTT:
     """A scripted recognizer: ``text(audio)`` after ``seconds_per_audio_second`` × the clip length of sleep.
 
     The default transcript says how long the clip was, so tests can tell partials from finals; silent
-    clips come back as "" like whisper's blank output.
+    clips come back as "" like whisper's blank output. ``loops`` makes every quick decode (``partial``)
+    come back "" like a looping short-window decode of whisper's, which only a full decode gets right.
     """
 
     sample_rate: int = 16000
@@ -150,6 +151,7 @@ class FakeSTT:
     multilingual: bool = False  # True: like a multilingual whisper, any language may be asked for
     detected: str = "en"  # what ``detect`` hears
     languages: list[str | None] = attrs.field(factory=list)  # the language of each call, in order
+    loops: bool = False
 
     async def detect(self, audio: np.ndarray) -> tuple[str, str]:
         """``(transcript, language)``: the transcript, and ``detected``."""
@@ -165,6 +167,8 @@ class FakeSTT:
         try:
             await trio.sleep(seconds * self.seconds_per_audio_second)
             if audio.size == 0 or float(np.sqrt(np.mean(np.square(audio)))) < 0.01:
+                return ""
+            if partial and self.loops:
                 return ""
             return self.text(audio)
         finally:
@@ -253,6 +257,7 @@ class FakeStore:
     gate: trio.Event | None = None
     conversations: dict[str, list[StoredMessage]] = attrs.field(factory=dict)
     turns: list[dict[str, Any]] = attrs.field(factory=list)
+    offline: list[OfflineMessage] = attrs.field(factory=list)
 
     async def _call(self) -> None:
         await trio.sleep(self.delay)
@@ -331,3 +336,35 @@ class FakeStore:
     async def recent_turns(self, limit: int) -> list[dict[str, Any]]:
         await self._call()
         return self.turns[-limit:]
+
+    async def queue_offline(self, message: OfflineMessage, *, max_queued: int) -> bool:
+        await self._call()
+        waiting = await self.pending_offline(message.user_id, now=message.created_at)
+        if len(waiting) >= max_queued:
+            return False
+        self.offline.append(message)
+        return True
+
+    async def pending_offline(self, user_id: str, *, now: float) -> list[OfflineMessage]:
+        await self._call()
+        return [
+            m for m in self.offline if m.user_id == user_id and m.status == "queued" and m.expires_at > now
+        ]
+
+    async def mark_offline_delivered(self, user_id: str, message_id: str, *, now: float) -> bool:
+        await self._call()
+        for i, m in enumerate(self.offline):
+            if m.message_id == message_id and m.user_id == user_id and m.status == "queued":
+                self.offline[i] = attrs.evolve(m, status="delivered", delivered_at=now)
+                return True
+        return False
+
+    async def offline_messages(self, user_id: str, *, limit: int) -> list[OfflineMessage]:
+        await self._call()
+        return [m for m in reversed(self.offline) if m.user_id == user_id][:limit]
+
+    async def drop_expired_offline(self, *, now: float) -> int:
+        await self._call()
+        expired = [m for m in self.offline if m.expires_at <= now]
+        self.offline = [m for m in self.offline if m.expires_at > now]
+        return sum(1 for m in expired if m.status == "queued")

@@ -88,19 +88,27 @@ async def transcription_task(
                 await _clip(job, ctx=ctx)
 
 
-async def recognize(audio: np.ndarray, language: str, *, ctx: SessionContext) -> tuple[str, str | None]:
-    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected."""
+async def recognize(
+    audio: np.ndarray, language: str, *, ctx: SessionContext, quick: bool = False
+) -> tuple[str, str | None]:
+    """The transcript of ``audio`` in ``language`` and, for ``"auto"``, the language whisper detected.
+
+    ``quick``: no second decode with the full window when the short one loops (a looping transcript
+    comes back empty instead); for speculative transcripts, which the turn's end can redo if needed.
+    """
     stt = ctx.engines.stt
     assert stt is not None
     if language == AUTO:
         return await stt.detect(audio)
-    return await stt.transcribe(audio, language=language), None
+    return await stt.transcribe(audio, language=language, partial=quick), None
 
 
-async def _words(audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool) -> tuple[str, str | None]:
+async def _words(
+    audio: np.ndarray, *, ctx: SessionContext, clear_speech: bool, quick: bool = False
+) -> tuple[str, str | None]:
     """The recognizer's text in the session's language, or "" when it heard no words (silence, noise, a
     stock hallucination); and the language it detected (language "auto")."""
-    text, detected = await recognize(audio, ctx.state.language, ctx=ctx)
+    text, detected = await recognize(audio, ctx.state.language, ctx=ctx, quick=quick)
     if not text or is_hallucination(text, clear_speech=clear_speech):
         logger.info(
             "session %s: no words in %.1f s of audio (%r)",
@@ -144,18 +152,32 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
 
 
 async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
-    """Transcribe the speech so far for speculative reply ``job.attempt`` (unless it was abandoned)."""
+    """Transcribe the speech so far for speculative reply ``job.attempt`` (unless it was abandoned).
+
+    Quick first: a looping transcript (rare, and slow to redo) comes back empty and is left for the turn's
+    end to redo. But when the turn has already ended on exactly this speech (confirmed while this ran),
+    this *is* the turn's final transcript: then it is redone in full if it came back empty, and a failure
+    or an utterance without words is reported as a final would be, since no other final is coming.
+    """
     turns = ctx.state.turns
     if not turns.speculation_live(job.attempt):
         return
     turn: PendingTurn | None = None
     try:
         try:
-            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
+            text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech, quick=True)
+            if not text and turns.speculation_confirmed(job.attempt):
+                text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
         except RecognitionError as exc:
             logger.warning("session %s: speculative transcription failed: %s", ctx.state.session_id, exc)
+            if turns.speculation_confirmed(job.attempt):
+                await ctx.error(exc)
             return
-        if text and not ctx.shutdown.draining.is_set():
+        if not text:
+            if turns.speculation_confirmed(job.attempt):
+                await ctx.send(TranscriptFinal("", detected))
+            return
+        if not ctx.shutdown.draining.is_set():
             marks = {**job.marks, "transcript_final": trio.current_time()}
             turn = PendingTurn(
                 TurnKind.CHAT,

@@ -30,6 +30,8 @@ Rules:
   it when :meth:`TurnControl.abandon` cancels it (the user went on); an abandoned reply sends nothing and
   stores nothing. A speculation starts only when nothing else is running or waiting, and any request
   that arrives meanwhile abandons it (the newest request wins, and this one was never sent).
+- **Typing holds a spoken turn's end.** While the client says the user is typing (``typing.start``), a
+  spoken request waits: the user is composing, not done. Typed requests are not held by it.
 
 The state is written by the sync methods (any task of the session) and by :meth:`TurnControl.start` /
 :meth:`TurnControl.finish` (the owner only); ``current`` has that one writer.
@@ -45,6 +47,7 @@ import attrs
 import trio
 
 from .codec.codes import CancelReason
+from .pause import PauseGate
 
 
 class TurnKind(StrEnum):
@@ -126,6 +129,7 @@ class TurnHandle:
     reason: CancelReason | None = None
     speech_started_at: float | None = None  # barge-in: when the speech that cancelled it began
     gate: ReplyGate | None = None
+    pause: PauseGate = attrs.field(factory=PauseGate)  # response.pause / response.resume
 
     def cancel(self, reason: CancelReason) -> None:
         if self.gate is not None and not self.gate.released.is_set():
@@ -147,9 +151,15 @@ class Speculation:
 
 
 class TurnControl:
-    """The mailbox of one session's turns. See the module docstring for its rules."""
+    """The mailbox of one session's turns. See the module docstring for its rules.
 
-    def __init__(self) -> None:
+    ``replies``, when given, is the server's map of running replies by id (for the HTTP reply controls):
+    the running turn is in it from ``start`` to ``finish``.
+    """
+
+    def __init__(self, replies: dict[str, TurnHandle] | None = None) -> None:
+        self._replies = replies
+        self._typing = False
         self._pending: PendingTurn | None = None
         self._superseded: list[tuple[PendingTurn, CancelReason]] = []
         self._current: TurnHandle | None = None
@@ -179,6 +189,13 @@ class TurnControl:
     def held(self) -> bool:
         """Whether a request must wait: the user is speaking, or a final transcript is on its way."""
         return self._speaking or self._transcribing > 0
+
+    @property
+    def typing(self) -> bool:
+        return self._typing
+
+    def _waits(self, turn: PendingTurn) -> bool:
+        return self.held or (self._typing and turn.spoken)
 
     # --- requesters: synchronous, never wait ---------------------------------------------------------
     def request(self, turn: PendingTurn) -> None:
@@ -240,18 +257,26 @@ class TurnControl:
 
     # --- speculation (semantic turn detection) -------------------------------------------------------
     def may_speculate(self) -> bool:
-        """Whether a speculative reply may start now: nothing runs, waits, or is being transcribed."""
+        """Whether a speculative reply may start now: nothing runs, waits, or is being transcribed, and
+        the user is not typing (a turn's end is held then, so there is nothing to get ahead of)."""
         return (
             self._current is None
             and self._pending is None
             and not self._superseded
             and self._transcribing == 0
             and self._speculation is None
+            and not self._typing
         )
 
     def speculation_live(self, attempt: int) -> bool:
         """Whether speculative reply ``attempt`` is still wanted (not abandoned or replaced)."""
         return self._speculation is not None and self._speculation.attempt == attempt
+
+    def speculation_confirmed(self, attempt: int) -> bool:
+        """Whether the turn ended on speculation ``attempt``'s speech before its transcript was ready:
+        that transcript is then the turn's final one."""
+        spec = self._speculation
+        return spec is not None and spec.attempt == attempt and spec.confirmed_marks is not None
 
     def speculation_started(self, attempt: int) -> None:
         """The listener is transcribing the speech so far for a speculative reply ``attempt``."""
@@ -319,6 +344,11 @@ class TurnControl:
         """What the ``background`` source would answer may have changed: let the owner ask again."""
         self._notify()
 
+    def set_typing(self, typing: bool) -> None:
+        """The user started or stopped typing: a spoken request waits while it lasts."""
+        self._typing = typing
+        self._notify()
+
     def discard_pending(self) -> None:
         """Forget the waiting request (shutdown): it never started, so it has no reply to close."""
         self._pending = None
@@ -329,7 +359,11 @@ class TurnControl:
         """Wait until there is something to do; return the superseded (or cancelled) requests to close, in
         order, each with its reason, and the request to start now (None while it is held). A speculative
         request is started gated (see :meth:`start_speculation`) and is not returned here."""
-        while not self._superseded and (self._pending is None or self.held) and not self._speculation_due():
+        while (
+            not self._superseded
+            and (self._pending is None or self._waits(self._pending))
+            and not self._speculation_due()
+        ):
             if (
                 self._pending is None
                 and not self.held
@@ -343,7 +377,7 @@ class TurnControl:
             await self._changed.wait()
         superseded, self._superseded = self._superseded, []
         turn = None
-        if self._pending is not None and not self.held:
+        if self._pending is not None and not self._waits(self._pending):
             turn, self._pending = self._pending, None
         return superseded, turn
 
@@ -366,6 +400,8 @@ class TurnControl:
         """Make ``turn`` the running one (the owner calls this, and nobody else)."""
         assert self._current is None, "one turn at a time"
         self._current = TurnHandle(response_id, turn)
+        if self._replies is not None:
+            self._replies[response_id] = self._current
         return self._current
 
     def finish(self, handle: TurnHandle) -> None:
@@ -375,6 +411,8 @@ class TurnControl:
         spec = self._speculation
         if spec is not None and spec.handle is handle:  # it ended (abandoned or done) while still gated
             self._speculation = None
+        if self._replies is not None:
+            self._replies.pop(handle.response_id, None)
         self._notify()
 
     async def wait_idle(self) -> None:

@@ -1,4 +1,4 @@
-"""A session's two watchers: the heartbeat that finds vanished clients, and graceful shutdown."""
+"""A session's watchers: graceful shutdown, and the heartbeat that finds a connection whose client vanished."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ async def shutdown_task(shutdown: Shutdown, *, ctx: SessionContext) -> None:
     await ctx.close(codes.CLOSE_GOING_AWAY, "server shutting down")
 
 
-async def heartbeat_task(ws: WebSocketConnection, *, ctx: SessionContext, interval: float) -> None:
-    """Ping every ``interval`` seconds; a peer that does not answer within one interval is gone."""
+async def wait_heartbeat_lost(ws: WebSocketConnection, *, interval: float) -> None:
+    """Ping every ``interval`` seconds; return once the peer has not answered within one interval (its
+    network is gone without a word: the session then waits for a resume), or the connection closed."""
     while True:
         await trio.sleep(interval)
         with trio.move_on_after(interval) as waiting:
@@ -48,6 +49,4 @@ async def heartbeat_task(ws: WebSocketConnection, *, ctx: SessionContext, interv
             except ConnectionClosed:
                 return
         if waiting.cancelled_caught:
-            logger.info("session %s: no pong within %.0f s; closing", ctx.state.session_id, interval)
-            await ctx.close(codes.CLOSE_GOING_AWAY, "heartbeat timeout")
             return

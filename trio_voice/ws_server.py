@@ -1,11 +1,12 @@
-"""The WebSocket listener: ``ws://HOST:PORT/v1/voice`` and ``/v1/realtime``, one ``run_session`` per connection.
+"""The WebSocket listener: ``ws://HOST:PORT/v1/voice`` and ``/v1/realtime``, one ``serve_connection`` each.
 
 Both paths share everything (authentication, origins, the session limit, the session core); the path
 picks the session's wire protocol: trio-voice's own (``/v1/voice``) or the OpenAI Realtime API
 (``/v1/realtime?model=…``, the GA dialect unless the handshake says ``OpenAI-Beta: realtime=v1``).
 
-This is the session boundary, the one place that catches broadly: a closed connection is a normal end,
-and anything unexpected is logged with its traceback and ends that session only (close code 1011).
+This is the connection boundary, the one place that catches broadly: a closed connection is a normal
+end, and anything unexpected is logged with its traceback and ends that connection only (close code
+1011). Sessions have their own boundary in ``trio_voice.session`` (they live in the session host).
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from . import codec
-from .auth import is_authorized, origin_allowed
+from .auth import identify, origin_allowed
 from .config import Config
-from .engines import Engines
 from .events import ErrorEvent
-from .lifecycle import SessionRegistry, Shutdown
 from .native_wire import NativeWire
 from .realtime import codes as realtime_codes
 from .realtime_wire import RealtimeWire
-from .session import run_session
-from .telemetry import Telemetry
+from .session_host import SessionHost
+from .session_link import serve_connection
 from .wire import Wire
+from .writer import Outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,13 @@ HARD_FRAME_FACTOR = 4
 
 
 async def serve_voice(
-    config: Config,
-    engines: Engines,
-    telemetry: Telemetry,
-    sessions: SessionRegistry,
-    shutdown: Shutdown,
+    host: SessionHost,
     *,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept voice sessions until cancelled; ``task_status.started(port)`` once listening."""
+    """Accept voice connections until cancelled; ``task_status.started(port)`` once listening."""
+    config, telemetry, sessions = host.services.config, host.services.telemetry, host.services.sessions
 
     async def handle(request: WebSocketRequest) -> None:
         path, _, query = request.path.partition("?")
@@ -60,7 +57,8 @@ async def serve_voice(
             body = f"no endpoint here; connect to {VOICE_PATH} or {REALTIME_PATH}?model=…"
             await request.reject(404, body=body.encode())
             return
-        if not is_authorized(config, request.headers, query):
+        identity = identify(config, request.headers, query)
+        if identity is None:
             telemetry.error("unauthorized")
             await request.reject(401, body=b"missing or wrong token")
             return
@@ -76,26 +74,18 @@ async def serve_voice(
                 codec.codes.SERVER_FULL, f"the server is at its limit of {config.max_sessions} sessions"
             )
             try:
-                for text in wire.render(event, None):
-                    await ws.send_message(text)
+                for frame in wire.render(Outgoing(event)):
+                    await ws.send_message(frame.text)
                 await ws.aclose(codec.codes.CLOSE_TRY_AGAIN_LATER, "server full, try again later")
             except ConnectionClosed:
                 pass
             return
         try:
-            await run_session(
-                ws,
-                engines=engines,
-                config=config,
-                telemetry=telemetry,
-                sessions=sessions,
-                shutdown=shutdown,
-                wire=wire,
-            )
+            await serve_connection(ws, host=host, identity=identity, wire=wire)
         except* ConnectionClosed:
             pass
         except* Exception:
-            logger.exception("session ended by an unexpected error")
+            logger.exception("connection ended by an unexpected error")
             with trio.move_on_after(1):
                 try:
                     await ws.aclose(1011, "internal error")

@@ -4,7 +4,8 @@
 :func:`run_level`. Modules: ``plan`` (the script), ``client`` (one conversation), ``dialects`` (what the
 client sends over ``/v1/voice`` or ``/v1/realtime``), ``checks`` and ``realtime`` (the sans-I/O protocol
 checkers of each), ``run`` (one level of N sessions), ``report`` (JSON and percentiles),
-``plot`` (PNG), ``procstat`` (CPU and RSS from /proc), ``cli``.
+``plot`` (PNG), ``procstat`` (CPU and RSS from /proc), ``resume`` (``--drop-rate``: drop a connection
+mid-reply and resume it), ``cli``.
 """
 
 from .checks import ProtocolChecker as ProtocolChecker

@@ -57,6 +57,8 @@ class ProtocolChecker:
         self.counts: Counter[str] = Counter()
         self.examples: list[Violation] = []
         self.events = 0
+        self.lost_events = 0  # seqs skipped: events the client never got
+        self.duplicate_events = 0  # seqs received again
 
     def _violate(self, kind: str, seq: int | None, detail: str) -> None:
         self.counts[kind] += 1
@@ -85,8 +87,10 @@ class ProtocolChecker:
     def _check_seq(self, event: dict[str, Any]) -> None:
         seq = event["seq"]
         if seq > self.expected_seq:
+            self.lost_events += seq - self.expected_seq
             self._violate(SEQ_GAP, seq, f"seq {seq} where {self.expected_seq} was due ({event['type']})")
         elif seq < self.expected_seq:
+            self.duplicate_events += 1
             self._violate(
                 SEQ_BACKWARDS, seq, f"seq {seq} where {self.expected_seq} was due ({event['type']})"
             )

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="wait out each reply's audio (played in real time) before thinking",
     )
+    p.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="fraction of turns whose connection is dropped (no close frame) mid-reply, then resumed",
+    )
     p.add_argument("--server-pid", type=int, help="read the server's CPU and RSS from /proc")
     p.add_argument("--report", type=Path, help="write the JSON report here")
     p.add_argument("--plot", type=Path, help="write a PNG plot here")
@@ -99,6 +105,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         conversation_turns=args.conversation_turns,
         listen=args.listen,
         protocol=args.protocol,
+        drop_rate=args.drop_rate,
     )
 
 
@@ -108,6 +115,11 @@ def summary_text(level: dict) -> str:
         f"{level['sessions']:>4} sessions: {level['turns']} turns, {level['error_count']} errors, "
         f"{level['violation_count']} violations"
     ]
+    if level.get("drops"):
+        parts.append(
+            f"{level['drops']} drops, {level['resumes']} resumed, {level['events_lost']} events lost, "
+            f"{level['events_duplicated']} duplicated"
+        )
     for metric in ("first_text_ms", "first_audio_ms", "voice_to_voice_ms", "interruption_ms"):
         if s[metric]["n"]:
             parts.append(

@@ -23,6 +23,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from .dialects import Checker, Dialect, dialect_for
 from .plan import SAMPLE_RATE, Plan, Question
 from .report import REPLY_TEXT_CHARS, Recorder, TurnSample
+from .resume import ResumableSocket
 
 CONNECT_TIMEOUT = 20.0  # seconds for the handshake and session.created
 DISCONNECT_TIMEOUT = 2.0  # seconds for the closing handshake
@@ -156,6 +157,7 @@ class Conversation:
     by_response: dict[str, Probe] = attrs.field(factory=dict)
     awaiting_voice: Probe | None = None  # the spoken question whose reply has not started yet
     disconnected: bool = False
+    finished: bool = False  # the driver is done: a close from here on is ours
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
         type_, rid = event["type"], event.get("response_id")
@@ -211,6 +213,8 @@ class Conversation:
             self.lost("send")
 
     def lost(self, where: str, code: int | None = None) -> None:
+        if self.finished:
+            return
         if not self.disconnected:
             self.disconnected = True
             self.recorder.error(f"disconnected:{code if code is not None else where}")
@@ -274,6 +278,8 @@ async def drive(
             if utterance is not None:
                 await utterance.ended.wait()
                 probe.asked_at = utterance.ended_at
+                # A reply under way before the last word was even sent answered half a question.
+                probe.sample.premature = probe.sample.response_id is not None
             if plan.interrupts(session, turn):
                 await probe.replied.wait()
                 if not probe.done.is_set():
@@ -290,6 +296,11 @@ async def drive(
                         spoken = (following, barge)
                         await barge.started.wait()
                         probe.interrupt_at = barge.started_at
+            if plan.drops(session, turn) and isinstance(ws, ResumableSocket):
+                await probe.replied.wait()
+                if not probe.done.is_set():
+                    probe.sample.dropped = True
+                    await ws.drop_and_resume()  # mid-reply: the rest must come through the resume
             await probe.done.wait()
         if timeout.cancelled_caught:
             probe.sample.status = "timeout"
@@ -318,7 +329,7 @@ async def run_conversation(
     """One WebSocket session from connect to close: turns ``first_turn`` … (``turns`` of them, or until
     cancelled). Returns how many turns it did, or ``None`` if it failed; never raises for server
     trouble: that is counted in ``recorder``."""
-    dialect = dialect_for(plan.protocol)
+    dialect = dialect_for(plan.protocol, turn_detection=plan.turn_detection)
     checker = dialect.checker()
     recorder.sessions_started += 1
     completed = False
@@ -337,18 +348,21 @@ async def run_conversation(
                     return
                 async with trio.open_nursery() as nursery:
                     conv = Conversation(recorder, nursery.cancel_scope, dialect)
-                    await conv.send(ws, dialect.setup())
                     mic = Microphone(plan, dialect) if plan.needs_audio else None
-                    nursery.start_soon(reader_task, ws, checker, conv)
+                    link = ResumableSocket(ws, first, checker, recorder, url=url, nursery=nursery)
+                    await conv.send(link, dialect.setup())
+                    nursery.start_soon(reader_task, link, checker, conv)
                     if mic is not None:
-                        nursery.start_soon(mic.run, ws)
+                        nursery.start_soon(mic.run, link)
                     done = await drive(
-                        ws, conv, mic, plan, session=session, first_turn=first_turn, turns=turns, t0=t0
+                        link, conv, mic, plan, session=session, first_turn=first_turn, turns=turns, t0=t0
                     )
                     mine = (
                         s.status for s in recorder.samples if s.session == session and s.turn >= first_turn
                     )
                     completed = not conv.disconnected and "timeout" not in set(mine)
+                    conv.finished = True
+                    await link.close_resumed()
                     nursery.cancel_scope.cancel()
             finally:
                 recorder.sessions_open -= 1

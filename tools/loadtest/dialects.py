@@ -30,6 +30,8 @@ class Checker(Protocol):
     counts: object
     examples: list
     events: int
+    lost_events: int
+    duplicate_events: int
 
     def receive(self, frame: str | bytes) -> dict | None: ...
 
@@ -59,11 +61,16 @@ class Dialect(Protocol):
 class VoiceDialect:
     name = "voice"
 
+    def __init__(self, turn_detection: codec.TurnDetection | None = None) -> None:
+        self.turn_detection = turn_detection
+
     def checker(self) -> ProtocolChecker:
         return ProtocolChecker()
 
     def setup(self) -> list[str]:
-        return []
+        if self.turn_detection is None:
+            return []
+        return [codec.encode_client(codec.SessionUpdate(turn_detection=self.turn_detection))]
 
     def audio(self, pcm: bytes) -> bytes:
         return pcm
@@ -107,10 +114,13 @@ class RealtimeDialect:
         return json.dumps(event)
 
 
-def dialect_for(protocol: str) -> Dialect:
-    """A fresh dialect for one conversation."""
+def dialect_for(protocol: str, *, turn_detection: codec.TurnDetection | None = None) -> Dialect:
+    """A fresh dialect for one conversation; ``turn_detection`` (the native protocol's only) is sent in
+    a ``session.update`` when the session opens."""
     if protocol == "realtime":
+        if turn_detection is not None:
+            raise ValueError("turn_detection is a /v1/voice setting; the realtime dialect keeps server_vad")
         return RealtimeDialect()
     if protocol == "voice":
-        return VoiceDialect()
+        return VoiceDialect(turn_detection)
     raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from trio_voice import codec
 from trio_voice.audio import float_to_pcm16, read_wav, resample
 
 SAMPLE_RATE = 16000  # the server's default input rate; every WAV is resampled to it
@@ -40,6 +41,23 @@ TEXT_QUESTIONS = (
     "How long does it take to walk five kilometres?",
     "What is the difference between weather and climate?",
     "Give me a tip for sleeping better.",
+)
+# Questions read with a hesitation in the middle, where a speaker searches for the next word: after a
+# preposition, an article, a verb that needs its object (the comma marks it; the pause is stretched to the
+# given seconds). A turn detector that answers at the pause answers half a question.
+PAUSED_QUESTIONS = (
+    ("What is the capital of, France?", 0.3),
+    ("How far away is, the Moon?", 0.4),
+    ("Can you tell me a fun fact about, octopuses?", 0.5),
+    ("What should I cook for, dinner tonight?", 0.6),
+    ("How do airplanes stay in, the air?", 0.3),
+    ("What is the tallest mountain in, the world?", 0.4),
+    ("Who wrote Romeo and, Juliet?", 0.5),
+    ("How many days are there in a, leap year?", 0.6),
+    ("What is the difference between, weather and climate?", 0.3),
+    ("Give me a tip for, sleeping better.", 0.4),
+    ("Which planet is closest to, the Sun?", 0.5),
+    ("How long does it take to, walk five kilometres?", 0.6),
 )
 # Questions with long answers: the server is still generating when the user barges in.
 STORY_QUESTIONS = (
@@ -143,8 +161,13 @@ class Plan:
             real time) before the think time: users who listen to the whole answer.
         conversation_turns: turns per WebSocket session; a user then reconnects and starts a new
             conversation (empty history). ``None``: one session for all of a user's turns.
+        turn_detection: sent in a ``session.update`` when each session opens (``None``: the server's
+            default), e.g. to compare ``semantic`` with ``server_vad`` on one server.
+        drop_rate: fraction of turns during which the connection is dropped abruptly (no close frame)
+            after the reply's first audio, then resumed with ``session.resume``.
         protocol: ``"voice"`` (``/v1/voice``) or ``"realtime"`` (``/v1/realtime``, the OpenAI Realtime
-            API); the URL must be the matching endpoint.
+            API); the URL must be the matching endpoint. ``drop_rate`` and ``turn_detection`` are
+            /v1/voice's only (the realtime API has no resume, and keeps server_vad).
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -158,7 +181,14 @@ class Plan:
     turn_timeout: float = 30.0
     conversation_turns: int | None = None
     listen: bool = False
+    turn_detection: codec.TurnDetection | None = None
+    drop_rate: float = 0.0
     protocol: str = attrs.field(default="voice", validator=attrs.validators.in_(("voice", "realtime")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.protocol == "realtime" and (self.drop_rate > 0 or self.turn_detection is not None):
+            # The realtime API has no session.resume, and its turn detection is server_vad.
+            raise ValueError("drop_rate and turn_detection are /v1/voice settings, not realtime ones")
 
     @property
     def needs_audio(self) -> bool:
@@ -178,6 +208,12 @@ class Plan:
         """Whether this turn is interrupted: exactly ``interrupt_share`` of turns, evenly spread."""
         k = session * 7 + turn  # staggered, so sessions do not all interrupt at the same turn numbers
         return math.floor((k + 1) * self.interrupt_share) > math.floor(k * self.interrupt_share)
+
+    def drops(self, session: int, turn: int) -> bool:
+        """Whether the connection drops during this turn: exactly ``drop_rate`` of turns, evenly spread
+        (staggered apart from the interruptions)."""
+        k = session * 11 + turn + 3
+        return math.floor((k + 1) * self.drop_rate) > math.floor(k * self.drop_rate)
 
     def barge_in_speech(self, session: int, turn: int) -> Question:
         if self.interrupt_speech is not None:

@@ -102,6 +102,9 @@ class RealtimeChecker:
         self.counts: Counter[str] = Counter()
         self.examples: list[Violation] = []
         self.events = 0
+        # The realtime API has no seq (and no resume): no event can be counted as lost or repeated.
+        self.lost_events = 0
+        self.duplicate_events = 0
 
     def _violate(self, kind: str, detail: str) -> None:
         self.counts[kind] += 1

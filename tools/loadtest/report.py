@@ -49,6 +49,7 @@ class TurnSample:
     kind: str  # "text" or "voice"
     started_at: float  # seconds since the level started
     interrupt: str | None = None  # None, "cancel" or "speech"
+    dropped: bool = False  # the connection was dropped mid-reply and resumed
     response_id: str | None = None
     status: str | None = None  # response.done status, or "no_reply" / "timeout"
     reason: str | None = None
@@ -59,6 +60,9 @@ class TurnSample:
     reply_audio_s: float = 0.0
     reply_chars: int = 0
     transcript: str | None = None
+    # A spoken question whose reply started before the user had finished saying it (the turn was ended
+    # at a mid-sentence pause): the server answered over the user.
+    premature: bool = False
     reply_text: str | None = None  # response.done text, first REPLY_TEXT_CHARS characters
     server: dict[str, Any] = attrs.field(factory=dict)  # response.done.metrics
 
@@ -93,6 +97,9 @@ class Recorder:
     sessions_open: int = 0
     sessions_started: int = 0
     events: int = 0
+    resumes: int = 0  # dropped connections whose session was resumed
+    events_lost: int = 0  # across every session: seqs skipped (must be 0)
+    events_duplicated: int = 0  # seqs received twice (must be 0)
     extra: dict[str, Any] = attrs.field(factory=dict)  # CPU, RSS, durations: filled by the runner
 
     def add_sample(self, sample: TurnSample) -> None:
@@ -105,6 +112,8 @@ class Recorder:
         """Fold a finished session's protocol checker into the level's counts."""
         self.violations.update(checker.counts)
         self.events += checker.events
+        self.events_lost += checker.lost_events
+        self.events_duplicated += checker.duplicate_events
         room = 50 - len(self.violation_examples)
         self.violation_examples.extend(checker.examples[: max(0, room)])
 
@@ -121,13 +130,20 @@ class Recorder:
 
     def level_report(self) -> dict[str, Any]:
         statuses = Counter(s.status or "unknown" for s in self.samples)
+        spoken = [s for s in self.samples if s.kind == "voice"]
         return {
             "sessions": self.sessions,
             "turns": len(self.samples),
             "statuses": dict(statuses),
+            "premature_replies": sum(s.premature for s in spoken),
+            "speculative_replies": sum(bool(s.server.get("speculative")) for s in spoken),
             "errors": dict(self.errors),
             "error_count": sum(self.errors.values()),
             "events": self.events,
+            "drops": sum(1 for s in self.samples if s.dropped),
+            "resumes": self.resumes,
+            "events_lost": self.events_lost,
+            "events_duplicated": self.events_duplicated,
             "violations": dict(self.violations),
             "violation_count": sum(self.violations.values()),
             "violation_examples": [attrs.asdict(v) for v in self.violation_examples],
@@ -145,6 +161,9 @@ def build_report(levels: list[dict[str, Any]], *, meta: dict[str, Any]) -> dict[
             "turns": sum(level["turns"] for level in levels),
             "errors": sum(level["error_count"] for level in levels),
             "violations": sum(level["violation_count"] for level in levels),
+            "resumes": sum(level.get("resumes", 0) for level in levels),
+            "events_lost": sum(level.get("events_lost", 0) for level in levels),
+            "events_duplicated": sum(level.get("events_duplicated", 0) for level in levels),
         },
         "levels": levels,
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,7 +22,15 @@ import attrs
 from trio_voice.errors import RemoteProtocolError
 
 from . import codes
-from .fields import FieldReader, check_pcm16, read_request_id
+from .controls import CONTROL_CLASSES, ControlMessage
+from .fields import (
+    FieldReader,
+    check_pcm16,
+    dump_message,
+    holds_lone_surrogate,
+    message_reader,
+    read_request_id,
+)
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 24000, 44100, 48000)  # input audio rates a client may choose
 TURN_DETECTION_TYPES = ("server_vad", "semantic", "none")
@@ -29,12 +38,13 @@ EAGERNESS_LEVELS = ("low", "medium", "high", "auto")  # semantic turn detection:
 MAX_FALLBACK_MS = 10_000
 MAX_SILENCE_MS = 10_000  # longer silences would make a turn never end in practice
 MAX_PREFIX_MS = 2_000  # audio kept before speech start; more only delays the transcript
-MAX_ID_CHARS = 128  # a conversation id is a storage key, not a document
 # Input audio a session may stream in binary frames (trio_voice.formats decodes all but pcm16).
 INPUT_AUDIO_FORMATS = ("pcm16", "webm", "opus", "opus_packets")
 # Reply audio a session may ask for (trio_voice.formats encodes all but pcm16).
 OUTPUT_AUDIO_FORMATS = ("pcm16", "opus", "mp3", "aac")
 MAX_NAME_CHARS = 128  # voice names and language codes are short identifiers
+# Only frames with a \uD800-\uDFFF escape (or non-ASCII text) can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _audio_field() -> Any:
@@ -45,12 +55,7 @@ def _b64(audio: bytes) -> str:
     return base64.b64encode(audio).decode("ascii")
 
 
-def _dump(type_: str, request_id: str | None, **fields: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {"type": type_}
-    if request_id is not None:
-        obj["request_id"] = request_id
-    obj.update((name, value) for name, value in fields.items() if value is not None)
-    return obj
+_dump = dump_message
 
 
 def _read_name(r: FieldReader, name: str) -> str | None:
@@ -62,9 +67,7 @@ def _read_name(r: FieldReader, name: str) -> str | None:
 
 
 def _reader(cls: Any, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
-    reader = FieldReader(obj, where=cls.type, request_id=read_request_id(obj))
-    reader.reject_unknown(known)
-    return reader
+    return message_reader(cls.type, obj, known)
 
 
 @attrs.frozen
@@ -126,6 +129,8 @@ class SessionUpdate:
     output_audio_format: str | None = None
     voice: str | None = None
     language: str | None = None
+    user_id: str | None = None  # who is speaking: presence, typing and offline messages are per user
+    record: bool | None = None  # record the session's audio and transcript (see protocol/voice.md)
     request_id: str | None = None
 
     @classmethod
@@ -140,11 +145,11 @@ class SessionUpdate:
             "output_audio_format",
             "voice",
             "language",
+            "user_id",
+            "record",
         )
         r = _reader(cls, obj, known)
-        conversation_id = r.read_str("conversation_id", non_blank=True)
-        if conversation_id is not None and len(conversation_id) > MAX_ID_CHARS:
-            raise r.fail("conversation_id", f"must be at most {MAX_ID_CHARS} characters")
+        conversation_id = r.read_id("conversation_id")
         turn_detection = r.read_object("turn_detection")
         return cls(
             instructions=r.read_str("instructions", max_chars=max_text_chars),
@@ -158,6 +163,8 @@ class SessionUpdate:
             output_audio_format=r.read_str("output_audio_format", choices=OUTPUT_AUDIO_FORMATS),
             voice=_read_name(r, "voice"),
             language=_read_name(r, "language"),
+            user_id=r.read_id("user_id"),
+            record=r.read_bool("record"),
             request_id=r.request_id,
         )
 
@@ -174,6 +181,8 @@ class SessionUpdate:
             output_audio_format=self.output_audio_format,
             voice=self.voice,
             language=self.language,
+            user_id=self.user_id,
+            record=self.record,
         )
 
 
@@ -440,6 +449,7 @@ ClientMessage = (
     | InputAudioClear
     | Transcribe
     | InputAudioFrame
+    | ControlMessage
 )
 
 #: wire type → class, for every JSON client message.
@@ -460,6 +470,7 @@ CLIENT_MESSAGE_TYPES: Mapping[str, Any] = {
         InputAudioCommit,
         InputAudioClear,
         Transcribe,
+        *CONTROL_CLASSES,
     )
 }
 
@@ -476,7 +487,8 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
         max_text_chars: the longest ``text`` / ``instructions`` accepted (``Config.max_text_chars``).
 
     Raises:
-        RemoteProtocolError: ``invalid_json``, ``invalid_message``, ``unknown_type``, ``invalid_field``,
+        RemoteProtocolError: ``invalid_json`` (also for a lone surrogate, which cannot be echoed back
+            as UTF-8), ``invalid_message``, ``unknown_type``, ``invalid_field``,
             ``text_too_long`` or ``invalid_audio``; ``request_id`` is set whenever it could be read,
             ``close_code`` is always ``None`` (the session survives every one of these).
     """
@@ -485,6 +497,12 @@ def decode_text(text: str, *, max_text_chars: int) -> ClientMessage:
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError is a ValueError; RecursionError comes from absurdly deep nesting.
         raise RemoteProtocolError(f"frame is not valid JSON: {exc}", code=codes.INVALID_JSON) from None
+    if (not text.isascii() or _SURROGATE_ESCAPE.search(text)) and holds_lone_surrogate(obj):
+        raise RemoteProtocolError(
+            "frame is not valid JSON: a string holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair), which is not Unicode text",
+            code=codes.INVALID_JSON,
+        )
     if not isinstance(obj, dict):
         raise RemoteProtocolError(
             f"a message must be a JSON object, not {type(obj).__name__}", code=codes.INVALID_MESSAGE

@@ -34,6 +34,13 @@ IDLE_TIMEOUT: Final = "idle_timeout"
 STORAGE_ERROR: Final = "storage_error"
 INTERNAL_ERROR: Final = "internal_error"
 PROTOCOL_ERROR: Final = "protocol_error"
+RESUME_FAILED: Final = "resume_failed"
+USER_REQUIRED: Final = "user_required"
+USER_MISMATCH: Final = "user_mismatch"
+MESSAGE_NOT_FOUND: Final = "message_not_found"
+RECORDING_FORBIDDEN: Final = "recording_forbidden"
+RECORDING_FAILED: Final = "recording_failed"
+RECORDING_LIMIT_REACHED: Final = "recording_limit_reached"
 LANGUAGE_UNAVAILABLE: Final = "language_unavailable"
 NARRATION_NOT_FOUND: Final = "narration_not_found"
 LESSON_NOT_FOUND: Final = "lesson_not_found"
@@ -58,6 +65,13 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         CONVERSATION_NOT_FOUND: "`session.update` named a conversation the server does not have",
         UNSUPPORTED: "the message needs a capability this server was started without (voice input)",
         SHUTTING_DOWN: "the server is shutting down and starts no new replies",
+        RESUME_FAILED: "`session.resume` could not resume that session (`reason` says why); this connection's fresh session goes on",
+        USER_REQUIRED: "the message needs a user (`session.update` `user_id`, or a user token) and the session has none",
+        USER_MISMATCH: "`session.update` named a user other than the session's (set by its token, or earlier)",
+        MESSAGE_NOT_FOUND: "`message.delivered` names no message waiting for this user",
+        RECORDING_FORBIDDEN: "`session.update` asked to record and the server does not allow recording",
+        RECORDING_FAILED: "writing the session's recording failed (a full disk); recording stopped, the session goes on",
+        RECORDING_LIMIT_REACHED: "recordings use all the disk the server allows them; recording stopped, the session goes on",
         LANGUAGE_UNAVAILABLE: "a language was asked for that the recognizer or the installed voices cannot handle; the message names what is missing",
         NARRATION_NOT_FOUND: "`narration.pause`/`resume`/`cancel` named no narration of this session (or there is none)",
         LESSON_NOT_FOUND: "`narrate` named a lesson the server does not have (or has no lessons folder)",
@@ -93,6 +107,23 @@ WARNING_CODES: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+
+class ResumeFailure(StrEnum):
+    """Why a ``session.resume`` failed: the ``reason`` of its ``resume_failed`` error."""
+
+    UNKNOWN_SESSION = "unknown_session"  # no such session (or forgotten long ago)
+    SESSION_EXPIRED = "session_expired"  # the client did not come back within resume_ttl
+    SESSION_CLOSED = "session_closed"  # the session ended (the client closed it, idle timeout, shutdown)
+    INVALID_TOKEN = "invalid_token"  # the resume_token is not that session's
+    USER_MISMATCH = "user_mismatch"  # the connection's user token names another user
+    REPLAY_OVERFLOW = "replay_overflow"  # events after last_seq are no longer kept (buffer overflow)
+    INVALID_SEQ = "invalid_seq"  # last_seq is ahead of what the session sent
+    NOT_FIRST_MESSAGE = "not_first_message"  # session.resume after other messages on this connection
+    RESUME_DISABLED = "resume_disabled"  # the server keeps no session for a resume (resume_ttl 0)
+
+
+RESUME_FAILURES: Final = frozenset(ResumeFailure)
+
 # --- the handshake ---------------------------------------------------------------------------------
 # Refusals happen before a WebSocket exists, as plain HTTP answers: nothing is accepted for nothing.
 HTTP_NOT_FOUND: Final = 404  # a path other than /v1/voice
@@ -111,7 +142,7 @@ CLOSE_TRY_AGAIN_LATER: Final = 1013
 #: close code → when the server uses it.
 CLOSE_CODES: Final[Mapping[int, str]] = MappingProxyType(
     {
-        CLOSE_NORMAL: "idle for `idle_timeout` seconds (after an `idle_timeout` error)",
+        CLOSE_NORMAL: "idle for `idle_timeout` seconds (after an `idle_timeout` error), or the session was resumed on another connection",
         CLOSE_GOING_AWAY: "server shutdown, or the heartbeat found the client gone",
         CLOSE_MESSAGE_TOO_BIG: "a frame over HARD_FRAME_FACTOR times max_frame_bytes",
         CLOSE_INTERNAL_ERROR: "a bug ended the session",

@@ -19,6 +19,7 @@ from trio_voice.errors import RemoteProtocolError
 from . import codes
 
 MAX_REQUEST_ID_CHARS = 256  # a request_id is echoed on every event it causes: keep it small
+MAX_ID_CHARS = 128  # a conversation, session, user or message id is a storage key, not a document
 
 
 def read_request_id(obj: Mapping[str, Any]) -> str | None:
@@ -40,6 +41,22 @@ def read_request_id(obj: Mapping[str, Any]) -> str | None:
     return value
 
 
+def dump_message(type_: str, request_id: str | None, **fields: Any) -> dict[str, Any]:
+    """A client message's JSON object: ``type``, ``request_id`` when set, and the fields that are not None."""
+    obj: dict[str, Any] = {"type": type_}
+    if request_id is not None:
+        obj["request_id"] = request_id
+    obj.update((name, value) for name, value in fields.items() if value is not None)
+    return obj
+
+
+def message_reader(where: str, obj: Mapping[str, Any], known: tuple[str, ...]) -> FieldReader:
+    """A reader of message ``where``'s fields that has already refused fields other than ``known``."""
+    reader = FieldReader(obj, where=where, request_id=read_request_id(obj))
+    reader.reject_unknown(known)
+    return reader
+
+
 def is_integer(value: object) -> bool:
     """Whether a decoded JSON value is an integer, as JSON Schema counts them: ``3`` and ``3.0`` are,
     ``true`` is not."""
@@ -49,8 +66,39 @@ def is_integer(value: object) -> bool:
 
 
 def is_number(value: object) -> bool:
-    """Whether a decoded JSON value is a finite number (``bool`` is not)."""
-    return (is_integer(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+    """Whether a decoded JSON value is a finite number (``bool`` is not).
+
+    Every integer is finite, however large: JSON allows 400-digit literals, and asking ``math.isfinite``
+    about one raises ``OverflowError`` (it converts to float first).
+    """
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return is_integer(value)
+
+
+def holds_lone_surrogate(value: object) -> bool:
+    """Whether a decoded JSON value has a string (or key) with a lone UTF-16 surrogate in it.
+
+    JSON's grammar lets ``"\\ud800"`` through (RFC 8259 §8.2 calls what it means unpredictable; I-JSON,
+    RFC 7493 §2.1, forbids it) and Python decodes it to a ``str`` that cannot be encoded as UTF-8. The
+    server echoes client strings (``request_id`` on every event a message causes, field names in error
+    messages), and a WebSocket text frame must be UTF-8, so such a string would fail when it is sent back.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class FieldReader:
@@ -141,6 +189,13 @@ class FieldReader:
             return None
         if not isinstance(value, bool):
             raise self.fail(name, "must be true or false")
+        return value
+
+    def read_id(self, name: str, *, required: bool = False) -> str | None:
+        """A non-blank id of at most ``MAX_ID_CHARS`` characters."""
+        value = self.read_str(name, required=required, non_blank=True)
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise self.fail(name, f"must be at most {MAX_ID_CHARS} characters")
         return value
 
     def read_object(self, name: str, *, required: bool = False) -> Mapping[str, Any] | None:

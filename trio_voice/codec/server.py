@@ -25,23 +25,43 @@ from trio_voice.errors import LocalProtocolError, RemoteProtocolError
 
 from . import codes
 from .client import TurnDetection
-from .fields import is_integer
+from .fields import is_integer, is_number
 
-# Field kinds: "str", "int", "object", "base64" (bytes on our side), "str|null" (always present, may be
-# null), "str?" (left out when None).
+# Field kinds: "str", "int", "number", "bool", "object", "base64" (bytes on our side), "str|null" (always
+# present, may be null), "str?" (left out when None).
 _EVENTS: Mapping[type, tuple[str, Mapping[str, str]]] = {
     events.SessionCreated: (
         "session.created",
-        {"session_id": "str", "conversation_id": "str", "config": "object"},
+        {"session_id": "str", "conversation_id": "str", "config": "object", "resume_token": "str?"},
+    ),
+    events.SessionResumed: (
+        "session.resumed",
+        {"session_id": "str", "conversation_id": "str", "last_seq": "int", "replayed": "int"},
     ),
     events.SessionUpdated: ("session.updated", {"conversation_id": "str", "config": "object"}),
-    events.ErrorEvent: ("error", {"code": "str", "message": "str", "response_id": "str?"}),
+    events.ErrorEvent: ("error", {"code": "str", "message": "str", "response_id": "str?", "reason": "str?"}),
     events.WarningEvent: ("warning", {"code": "str", "message": "str", "response_id": "str?"}),
     events.Pong: ("pong", {}),
     events.SpeechStarted: ("input.speech_started", {"audio_start_ms": "int"}),
     events.SpeechStopped: ("input.speech_stopped", {"audio_end_ms": "int"}),
     events.TranscriptPartial: ("transcript.partial", {"text": "str"}),
     events.TranscriptFinal: ("transcript.final", {"text": "str", "language": "str?"}),
+    events.PresenceUpdate: (
+        "presence.update",
+        {"user_id": "str", "session_id": "str", "status": "str", "last_seen": "number"},
+    ),
+    events.TypingUpdate: ("typing.update", {"user_id": "str", "session_id": "str", "typing": "bool"}),
+    events.SystemMessage: (
+        "system.message",
+        {
+            "message_id": "str",
+            "kind": "str",
+            "text": "str",
+            "created_at": "number",
+            "expires_at": "number",
+            "conversation_id": "str?",
+        },
+    ),
     events.ReplyCreated: ("response.created", {"response_id": "str"}),
     events.TextDelta: ("response.text.delta", {"response_id": "str", "delta": "str"}),
     events.PhraseReady: ("response.phrase", {"response_id": "str", "index": "int", "text": "str"}),
@@ -112,6 +132,18 @@ def _check_reply_done(event: events.ReplyDone) -> None:
         raise LocalProtocolError("a failed reply needs the error code as its reason")
 
 
+def event_type(event: events.ServerEvent) -> str:
+    """The wire ``type`` of a server event (SSE's ``event:`` name, a replay frame's kind).
+
+    Raises:
+        LocalProtocolError: ``event`` is not a server event.
+    """
+    spec = _EVENTS.get(type(event))
+    if spec is None:
+        raise LocalProtocolError(f"{event!r} is not a server event")
+    return spec[0]
+
+
 def encode_event(event: events.ServerEvent, *, seq: int, request_id: str | None = None) -> str:
     """Render ``event`` as the JSON text of one WebSocket frame.
 
@@ -162,6 +194,7 @@ class SessionLimits:
     max_messages_per_second: float
     max_audio_realtime_factor: float
     idle_timeout: float
+    resume_ttl: float
 
 
 def render_session_config(
@@ -176,13 +209,15 @@ def render_session_config(
     output_audio_format: str = "pcm16",
     voice: str = "en_US-joe-medium",
     language: str = "en",
+    user_id: str | None = None,
+    record: bool = False,
 ) -> dict[str, Any]:
     """Build the ``config`` object of ``session.created`` / ``session.updated`` (see protocol/voice.md).
 
     Args:
-        instructions ... output_sample_rate, input_audio_format ... language: the session's settings
-            now in force; every field of ``turn_detection`` must be set (these are the values in force,
-            not an update). ``output_sample_rate`` is the rate of the encoded reply audio.
+        instructions ... output_sample_rate, input_audio_format ... language, user_id, record: the
+            session's settings now in force; every field of ``turn_detection`` must be set (these are the
+            values in force, not an update). ``output_sample_rate`` is the rate of the encoded reply audio.
         limits: the limits the client should respect.
 
     Raises:
@@ -201,6 +236,8 @@ def render_session_config(
         "output_audio_format": output_audio_format,
         "voice": voice,
         "language": language,
+        "user_id": user_id,
+        "record": record,
         "limits": attrs.asdict(limits),
     }
 
@@ -215,6 +252,8 @@ def _check_kind(wire_type: str, name: str, kind: str, value: object) -> None:
         "str?": value is None or isinstance(value, str),
         "str|null": value is None or isinstance(value, str),
         "int": is_integer(value),
+        "number": is_number(value),
+        "bool": isinstance(value, bool),
         "object": isinstance(value, dict),
         "base64": isinstance(value, str),
     }[kind]
@@ -242,7 +281,7 @@ def _check_server_object(obj: object) -> None:
     if not isinstance(obj, Mapping):
         raise _fail("a server event must be a JSON object")
     wire_type = obj.get("type")
-    if wire_type not in _BY_WIRE_TYPE:
+    if not isinstance(wire_type, str) or wire_type not in _BY_WIRE_TYPE:  # a dict or list is unhashable
         raise _fail(f"unknown server event type {wire_type!r}")
     seq = obj.get("seq")
     if not is_integer(seq) or seq < 1:
@@ -279,5 +318,7 @@ def decode_server_event(obj: Mapping[str, Any] | str) -> ServerMessage:
                 ) from None
         elif kind == "int":
             value = int(value)
+        elif kind == "number":
+            value = float(value)
         fields[name] = value
     return ServerMessage(event=cls(**fields), seq=int(obj["seq"]), request_id=obj.get("request_id"))

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 import attrs
 
-from trio_voice.auth import is_authorized
+from trio_voice.auth import Identity, identify
 from trio_voice.config import Config
 from trio_voice.engines import Engines
 from trio_voice.errors import EngineError, RemoteProtocolError
@@ -40,31 +40,61 @@ JSON_TYPE = "application/json"
 #: HTTP status of each error code an HTTP endpoint can answer (see protocol/http.md).
 STATUS_BY_CODE: Mapping[str, int] = {
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "conversation_not_found": 404,
+    "response_not_found": 404,
+    "recording_not_found": 404,
     "method_not_allowed": 405,
+    "resume_failed": 409,
     "request_too_large": 413,
     "unsupported_media_type": 415,
+    "queue_full": 429,
     "model_unavailable": 503,
+    "unsupported": 503,
 }
 
 
 @attrs.frozen
 class AppContext:
-    """What every handler may use: the server's config, engines, telemetry and live sessions."""
+    """What every handler may use: the server's config, engines, telemetry and live sessions.
+
+    ``host`` (a ``trio_voice.session_host.SessionHost``) is where streamed replies run and how the user,
+    reply and recording endpoints reach shared state; None in an app built without one (those endpoints
+    then answer 503 ``unsupported``... see each module).
+    """
 
     config: Config
     engines: Engines
     telemetry: Telemetry
     sessions: Mapping[str, Any]  # session_id -> trio_voice.session_state.SessionState
+    host: Any = None
 
 
 @attrs.frozen
 class Route:
+    """``path`` may hold ``{name}`` segments (``/v1/users/{user_id}/presence``): each matches one path
+    segment, handed to the handler as ``request.params[name]``."""
+
     method: str
     path: str
     handler: Handler
     public: bool = False  # True: no token needed (health checks, the demo page)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters if ``path`` is this route's, else None."""
+        mine, theirs = self.path.split("/"), path.split("/")
+        if len(mine) != len(theirs):
+            return None
+        params: dict[str, str] = {}
+        for pattern, segment in zip(mine, theirs, strict=True):
+            if pattern.startswith("{") and pattern.endswith("}"):
+                if not segment:
+                    return None
+                params[pattern[1:-1]] = unquote(segment)
+            elif pattern != segment:
+                return None
+        return params
 
 
 class Request:
@@ -79,6 +109,8 @@ class Request:
         self.query: str = scope.get("query_string", b"").decode("latin-1")
         self.headers: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
         self.started = False  # a response head has been sent
+        self.params: dict[str, str] = {}  # the route's {name} segments
+        self.identity: Identity = Identity()  # who presented the request's token (an operator when public)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode("latin-1")
@@ -144,8 +176,11 @@ def _too_large(limit: int) -> RemoteProtocolError:
     return RemoteProtocolError(f"the request body is larger than {limit} bytes", code="request_too_large")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    error = {"code": code, "message": message}
+    if reason is not None:
+        error["reason"] = reason
+    return {"error": error}
 
 
 def status_for(exc: RemoteProtocolError | EngineError) -> int:
@@ -158,13 +193,15 @@ def make_app(
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """Build the ASGI application: ``routes`` by exact path, then ``fallback`` for other GETs (static files).
 
-    Every route that is not ``public`` needs a token when ``ctx.config.tokens`` is set (401 with
-    ``WWW-Authenticate: Bearer`` otherwise). The fallback is public: it serves the demo page, which must
+    Every route that is not ``public`` needs a token when tokens are configured (401 with
+    ``WWW-Authenticate: Bearer`` otherwise); ``request.identity`` then says whose it is (an operator, or
+    one user, who may act only as that user: the handlers check). The fallback is public: it serves the demo page, which must
     load before it can ask the user for a token.
     """
     table: dict[str, dict[str, Route]] = {}
     for route in routes:
         table.setdefault(route.path, {})[route.method] = route
+    patterns = [path for path in table if "{" in path]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -174,7 +211,7 @@ def make_app(
             return  # no WebSocket here: hypercorn refuses the upgrade when the app does not accept it
         request = Request(scope, receive, send)
         try:
-            await _dispatch(request, ctx, table, fallback)
+            await _dispatch(request, ctx, table, patterns, fallback)
         except (RemoteProtocolError, EngineError) as exc:
             if exc.code == "client_disconnected":
                 return
@@ -183,15 +220,26 @@ def make_app(
                 logger.warning("%s %s failed after its answer began: %s", request.method, request.path, exc)
                 return
             headers = [("www-authenticate", "Bearer")] if exc.code == "unauthorized" else []
-            await request.respond_json(status_for(exc), error_body(exc.code, exc.message), headers)
+            reason = getattr(exc, "reason", None)
+            await request.respond_json(status_for(exc), error_body(exc.code, exc.message, reason), headers)
 
     return app
 
 
 async def _dispatch(
-    request: Request, ctx: AppContext, table: Mapping[str, Mapping[str, Route]], fallback: Handler | None
+    request: Request,
+    ctx: AppContext,
+    table: Mapping[str, Mapping[str, Route]],
+    patterns: Sequence[str],
+    fallback: Handler | None,
 ) -> None:
     methods = table.get(request.path)
+    if methods is None:
+        for pattern in patterns:
+            params = next(iter(table[pattern].values())).match(request.path)
+            if params is not None:
+                methods, request.params = table[pattern], params
+                break
     if methods is None:
         if fallback is not None and request.method in ("GET", "HEAD"):
             await fallback(request, ctx)
@@ -203,8 +251,11 @@ async def _dispatch(
         raise RemoteProtocolError(
             f"{request.method} is not allowed here; use {allowed}", code="method_not_allowed"
         )
-    if not route.public and not is_authorized(ctx.config, request.headers, request.query):
-        raise RemoteProtocolError("missing or wrong bearer token", code="unauthorized")
+    if not route.public:
+        identity = identify(ctx.config, request.headers, request.query)
+        if identity is None:
+            raise RemoteProtocolError("missing or wrong bearer token", code="unauthorized")
+        request.identity = identity
     await route.handler(request, ctx)
 
 

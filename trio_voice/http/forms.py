@@ -8,7 +8,7 @@ into :class:`FormPart` records.
 from __future__ import annotations
 
 import attrs
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from trio_voice.errors import RemoteProtocolError
@@ -38,7 +38,8 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, FormPart]:
 
     Raises:
         RemoteProtocolError: ``unsupported_media_type`` when the body is not multipart/form-data with
-            a boundary; ``invalid_field`` when it does not parse or has too many parts.
+            a boundary the parser accepts (at most 256 bytes); ``invalid_field`` when it does not parse
+            or has too many parts.
     """
     media_type, params = parse_options_header(content_type or "")
     boundary = params.get(b"boundary")
@@ -87,20 +88,25 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, FormPart]:
             )
         )
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    }
+    # FormParserError is the base of everything python-multipart raises on bad input: the constructor
+    # refuses a boundary over its limit, write() and finalize() a body that does not parse.
+    try:
+        parser = MultipartParser(boundary, callbacks)
+    except FormParserError as exc:
+        raise RemoteProtocolError(
+            f"the multipart boundary is not usable: {exc}", code="unsupported_media_type"
+        ) from None
     try:
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         raise RemoteProtocolError(f"the multipart body does not parse: {exc}", code="invalid_field") from None
     return {part.name: part for part in parts}

@@ -22,20 +22,33 @@ from trio_voice.engines import Engines
 from trio_voice.lifecycle import Shutdown
 from trio_voice.telemetry import Telemetry
 
-from . import speech, status, streaming
+from . import recordings, replies, speech, status, streaming, users
 from .app import AppContext, make_app
 from .static import serve_static
 
 logger = logging.getLogger(__name__)
 
-ROUTES = (*status.ROUTES, *streaming.ROUTES, *speech.ROUTES)
+ROUTES = (
+    *status.ROUTES,
+    *streaming.ROUTES,
+    *speech.ROUTES,
+    *users.ROUTES,
+    *replies.ROUTES,
+    *recordings.ROUTES,
+)
 # Idle keep-alive connections are closed after this many seconds (hypercorn's default is 5).
 KEEP_ALIVE_TIMEOUT = 15.0
 
 
-def build_app(config: Config, engines: Engines, telemetry: Telemetry, sessions: Mapping[str, Any]) -> Any:
-    """The ASGI application (usable with any ASGI server; ``serve_http`` runs it on hypercorn)."""
-    return make_app(AppContext(config, engines, telemetry, sessions), ROUTES, fallback=serve_static)
+def build_app(
+    config: Config, engines: Engines, telemetry: Telemetry, sessions: Mapping[str, Any], host: Any = None
+) -> Any:
+    """The ASGI application (usable with any ASGI server; ``serve_http`` runs it on hypercorn).
+
+    ``host`` is the server's ``SessionHost``: streamed replies run there (so they can be resumed), and
+    the user, reply-control and recording endpoints reach the shared state through it.
+    """
+    return make_app(AppContext(config, engines, telemetry, sessions, host), ROUTES, fallback=serve_static)
 
 
 def hypercorn_config(config: Config) -> hypercorn.config.Config:
@@ -56,11 +69,12 @@ async def serve_http(
     sessions: Mapping[str, Any],
     *,
     shutdown: Shutdown | None = None,
+    host: Any = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the HTTP endpoints until cancelled, or until ``shutdown`` drains them; ``task_status.started(port)``
     once listening."""
-    app = build_app(config, engines, telemetry, sessions)
+    app = build_app(config, engines, telemetry, sessions, host)
     trigger = shutdown.draining.wait if shutdown is not None else None
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(

@@ -63,7 +63,11 @@ async def metrics(request: Request, ctx: AppContext) -> None:
 
 async def client_config(request: Request, ctx: AppContext) -> None:
     """Where the WebSocket endpoint listens, for the demo page (public: the page asks before it has a token)."""
-    body = {"ws_port": ctx.config.ws_port, "ws_path": "/v1/voice", "auth_required": bool(ctx.config.tokens)}
+    body = {
+        "ws_port": ctx.config.ws_port,
+        "ws_path": "/v1/voice",
+        "auth_required": bool(ctx.config.tokens or ctx.config.user_tokens),
+    }
     await request.respond_json(200, body)
 
 

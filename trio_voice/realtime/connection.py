@@ -334,6 +334,10 @@ class RealtimeConnection:
                 # Partials would be deltas of an item not added yet; warnings and pongs have no
                 # realtime counterpart. See protocol/realtime.md.
                 return []
+            case events.PresenceUpdate() | events.TypingUpdate() | events.SystemMessage():
+                # A session with a user hears its user's other sessions; the API has no users. A system
+                # message stays queued for the user's next /v1/voice session (nothing acknowledges it).
+                return []
             case InputAudioBufferCommit(item_id=str(item_id)) if item_id in self._created:
                 return committed(self._created.pop(item_id), self.frames)
             case ConversationItemCreate(item_id=str(item_id)) if item_id in self._created:

@@ -1,6 +1,7 @@
 """Conversation storage: conversations, messages (role, text, interrupted) and per-turn latency records.
 
-- ``interface``: :class:`ConversationStore`, the methods the server uses, and :class:`StoredMessage`.
+- ``interface``: :class:`ConversationStore`, the methods the server uses, :class:`StoredMessage` and
+  :class:`OfflineMessage` (the per-user queue of messages for users with no connection).
 - ``location``: :func:`open_store`, which opens the backend a location names.
 - ``sqlite``: :class:`SQLiteStore`, one file, the embedded default.
 - ``postgres``: ``PostgresStore``, a database several instances share (``--database-url postgresql://…``);
@@ -11,6 +12,7 @@
 from trio_voice.storage.interface import ROLES as ROLES
 from trio_voice.storage.interface import SCHEMA_VERSION as SCHEMA_VERSION
 from trio_voice.storage.interface import ConversationStore as ConversationStore
+from trio_voice.storage.interface import OfflineMessage as OfflineMessage
 from trio_voice.storage.interface import StoredMessage as StoredMessage
 from trio_voice.storage.location import open_store as open_store
 from trio_voice.storage.sqlite import SQLiteStore as SQLiteStore

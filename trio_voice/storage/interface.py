@@ -17,9 +17,11 @@ from typing import Any, Protocol
 import attrs
 
 __all__ = [
+    "MESSAGE_KINDS",
     "ROLES",
     "SCHEMA_VERSION",
     "ConversationStore",
+    "OfflineMessage",
     "StoredMessage",
     "check_limit",
     "check_role",
@@ -30,7 +32,13 @@ ROLES = frozenset({"user", "assistant", "system"})
 
 # The version of the logical schema (tables, columns, meaning). Every backend keeps one migration per
 # version, so a version number means the same data model whatever the backend; bump it with all of them.
-SCHEMA_VERSION = 2  # 2: messages have an ``item_id`` (the realtime API's item, for conversation.item.delete)
+# 2: offline_messages, the per-user queue of messages for users with no connection.
+# 3: messages have an ``item_id`` (the realtime API's item, for conversation.item.delete).
+SCHEMA_VERSION = 3
+
+# What an offline message is: a ``system`` message an operator sent, or a ``reply`` that finished after
+# its user had left.
+MESSAGE_KINDS = frozenset({"system", "reply"})
 
 
 @attrs.frozen
@@ -43,6 +51,26 @@ class StoredMessage:
     response_id: str | None
     created_at: float  # seconds since the epoch
     item_id: str | None = None  # the client's name for the message (a realtime item id), if it has one
+
+
+@attrs.frozen
+class OfflineMessage:
+    """A message queued for a user, delivered on the user's next connection unless it expires first.
+
+    ``status`` is ``queued`` until a connection of the user acknowledges it, then ``delivered``. Times are
+    seconds since the epoch.
+    """
+
+    message_id: str
+    user_id: str
+    kind: str  # one of MESSAGE_KINDS
+    text: str
+    created_at: float
+    expires_at: float
+    status: str = "queued"  # "queued" | "delivered"
+    delivered_at: float | None = None
+    conversation_id: str | None = None  # a reply's conversation
+    response_id: str | None = None  # a reply's id
 
 
 class ConversationStore(Protocol):
@@ -83,6 +111,28 @@ class ConversationStore(Protocol):
 
     async def message_count(self, conversation_id: str) -> int: ...
 
+    # --- offline messages (SCHEMA_VERSION 2) ------------------------------------------------------
+
+    async def queue_offline(self, message: OfflineMessage, *, max_queued: int) -> bool:
+        """Queue ``message``; False (nothing stored) when its user already has ``max_queued`` waiting."""
+        ...
+
+    async def pending_offline(self, user_id: str, *, now: float) -> list[OfflineMessage]:
+        """The user's queued messages that have not expired at ``now``, oldest first."""
+        ...
+
+    async def mark_offline_delivered(self, user_id: str, message_id: str, *, now: float) -> bool:
+        """Mark a queued message of ``user_id`` delivered; False if there is none (or it was already)."""
+        ...
+
+    async def offline_messages(self, user_id: str, *, limit: int) -> list[OfflineMessage]:
+        """The user's messages of any status (delivered ones too, until they expire), newest first."""
+        ...
+
+    async def drop_expired_offline(self, *, now: float) -> int:
+        """Delete every message that expired by ``now``; return how many were never delivered."""
+        ...
+
 
 def new_conversation_id() -> str:
     """A fresh conversation id: ``conv_`` + 32 hex digits (random, so instances never collide)."""
@@ -93,6 +143,12 @@ def check_role(role: str) -> None:
     """Raise ``ValueError`` unless ``role`` is one of ``ROLES``."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
+
+
+def check_kind(kind: str) -> None:
+    """Raise ``ValueError`` unless ``kind`` is one of ``MESSAGE_KINDS``."""
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"kind must be one of {sorted(MESSAGE_KINDS)}, not {kind!r}")
 
 
 def check_limit(limit: int) -> None:

@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ..errors import StorageError
-from .interface import StoredMessage, check_limit, check_role, new_conversation_id
+from .interface import OfflineMessage, StoredMessage, check_kind, check_limit, check_role, new_conversation_id
 from .postgres_schema import migrate
 
 __all__ = ["PostgresStore", "open_postgres_store", "redact_url"]
@@ -251,6 +251,105 @@ class PostgresStore:
             ]
 
         return await self._run(query)
+
+    # --- offline messages -------------------------------------------------------------------------
+
+    async def queue_offline(self, message: OfflineMessage, *, max_queued: int) -> bool:
+        """Queue ``message`` unless its user has ``max_queued`` undelivered, unexpired ones already. The
+        count and the insert run in one transaction under a per-user advisory lock, so instances queueing
+        for one user at once cannot overshoot the bound."""
+        check_kind(message.kind)
+        m = message
+
+        def insert(conn: Connection) -> bool:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (OFFLINE_LOCK_CLASS, m.user_id)
+                )
+                row = conn.execute(
+                    "SELECT count(*) FROM offline_messages"
+                    " WHERE user_id = %s AND delivered_at IS NULL AND expires_at > %s",
+                    (m.user_id, m.created_at),
+                ).fetchone()
+                if row is not None and row[0] >= max_queued:
+                    return False
+                conn.execute(
+                    "INSERT INTO offline_messages (id, user_id, kind, text, conversation_id, response_id,"
+                    " created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (m.message_id, m.user_id, m.kind, m.text, m.conversation_id, m.response_id,
+                     m.created_at, m.expires_at),
+                )  # fmt: skip
+                return True
+
+        return await self._run(insert)
+
+    async def pending_offline(self, user_id: str, *, now: float) -> list[OfflineMessage]:
+        def query(conn: Connection) -> list[OfflineMessage]:
+            rows = conn.execute(
+                f"SELECT {_OFFLINE_COLUMNS} FROM offline_messages"  # type: ignore[arg-type]
+                " WHERE user_id = %s AND delivered_at IS NULL AND expires_at > %s ORDER BY seq",
+                (user_id, now),
+            ).fetchall()
+            return [_offline(row) for row in rows]
+
+        return await self._run(query)
+
+    async def mark_offline_delivered(self, user_id: str, message_id: str, *, now: float) -> bool:
+        def update(conn: Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE offline_messages SET delivered_at = %s"
+                " WHERE id = %s AND user_id = %s AND delivered_at IS NULL",
+                (now, message_id, user_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(update)
+
+    async def offline_messages(self, user_id: str, *, limit: int) -> list[OfflineMessage]:
+        check_limit(limit)
+
+        def query(conn: Connection) -> list[OfflineMessage]:
+            rows = conn.execute(
+                f"SELECT {_OFFLINE_COLUMNS} FROM offline_messages"  # type: ignore[arg-type]
+                " WHERE user_id = %s ORDER BY seq DESC LIMIT %s",
+                (user_id, limit),
+            ).fetchall()
+            return [_offline(row) for row in rows]
+
+        return await self._run(query)
+
+    async def drop_expired_offline(self, *, now: float) -> int:
+        def delete(conn: Connection) -> int:
+            rows = conn.execute(
+                "DELETE FROM offline_messages WHERE expires_at <= %s RETURNING delivered_at IS NULL", (now,)
+            ).fetchall()
+            return sum(1 for (undelivered,) in rows if undelivered)
+
+        return await self._run(delete)
+
+
+# First key of the per-user advisory lock that serializes queueing: "tv" + "of" in ASCII.
+OFFLINE_LOCK_CLASS = 0x7476_6F66
+
+_OFFLINE_COLUMNS = (
+    "id, user_id, kind, text, created_at, expires_at, delivered_at, conversation_id, response_id"
+)
+
+
+def _offline(row: tuple[Any, ...]) -> OfflineMessage:
+    message_id, user_id, kind, text, created_at, expires_at, delivered_at, conversation_id, response_id = row
+    return OfflineMessage(
+        message_id=message_id,
+        user_id=user_id,
+        kind=kind,
+        text=text,
+        created_at=created_at,
+        expires_at=expires_at,
+        status="queued" if delivered_at is None else "delivered",
+        delivered_at=delivered_at,
+        conversation_id=conversation_id,
+        response_id=response_id,
+    )
 
 
 def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> None:

@@ -1,9 +1,11 @@
 """The PostgreSQL schema and its migrations, applied at start-up by every instance, safely at the same time.
 
-The tables mirror the SQLite ones (``sqlite._MIGRATIONS``) with PostgreSQL's own types: ``timestamptz``
+The tables mirror the SQLite ones (``sqlite_schema.MIGRATIONS``) with PostgreSQL's own types: ``timestamptz``
 stamped by the database clock (one clock for every instance, so the order of turns written by different
 instances is the order they happened), ``boolean`` for the interrupted flag, ``jsonb`` for the metrics
-(queryable: ``metrics->>'stt_ms'``), identity columns for the message order.
+(queryable: ``metrics->>'stt_ms'``), identity columns for the message order. Offline messages keep their
+times as epoch seconds (``double precision``): their expiry is compared with the callers' clock, which the
+tests control, so the database clock does not decide it.
 
 Migrations: ``schema_version`` holds one row per applied migration. ``migrate`` runs in one transaction
 that first takes a transaction-level advisory lock, so when several instances start together one applies
@@ -73,6 +75,22 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX turns_by_conversation ON turns (conversation_id);
     """,
     2: """
+    CREATE TABLE offline_messages (
+        seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id               text NOT NULL UNIQUE,
+        user_id          text NOT NULL,
+        kind             text NOT NULL CHECK (kind IN ('system', 'reply')),
+        text             text NOT NULL,
+        conversation_id  text,
+        response_id      text,
+        created_at       double precision NOT NULL,
+        expires_at       double precision NOT NULL,
+        delivered_at     double precision
+    );
+    CREATE INDEX offline_by_user ON offline_messages (user_id, seq);
+    CREATE INDEX offline_by_expiry ON offline_messages (expires_at);
+    """,
+    3: """
     ALTER TABLE messages ADD COLUMN item_id text;
     CREATE INDEX messages_by_item ON messages (conversation_id, item_id) WHERE item_id IS NOT NULL;
     """,

@@ -30,7 +30,16 @@ from typing import Any, TypeVar
 import trio
 
 from ..errors import StorageError
-from .interface import SCHEMA_VERSION, StoredMessage, check_limit, check_role, new_conversation_id
+from .interface import (
+    SCHEMA_VERSION,
+    OfflineMessage,
+    StoredMessage,
+    check_kind,
+    check_limit,
+    check_role,
+    new_conversation_id,
+)
+from .sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore", "open_sqlite_store"]
 
@@ -38,45 +47,6 @@ T = TypeVar("T")
 
 # Seconds a connection waits on another process's lock before failing with "database is locked".
 BUSY_TIMEOUT = 5.0
-
-# Migration N takes a file from user_version N-1 to N (stored as PRAGMA user_version). Each runs in one
-# transaction with the version bump.
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE conversations (
-        id          TEXT PRIMARY KEY,
-        created_at  REAL NOT NULL
-    );
-    CREATE TABLE messages (
-        id               INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        role             TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
-        text             TEXT NOT NULL,
-        interrupted      INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1)),
-        response_id      TEXT,
-        created_at       REAL NOT NULL
-    );
-    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
-    CREATE INDEX messages_by_response ON messages (response_id) WHERE response_id IS NOT NULL;
-    CREATE TABLE turns (
-        id               INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        response_id      TEXT NOT NULL,
-        status           TEXT NOT NULL,
-        reason           TEXT,
-        first_audio_ms   REAL,
-        metrics          TEXT NOT NULL,
-        created_at       REAL NOT NULL
-    );
-    CREATE INDEX turns_by_created_at ON turns (created_at);
-    CREATE INDEX turns_by_status ON turns (status, created_at);
-    CREATE INDEX turns_by_conversation ON turns (conversation_id);
-    """,
-    2: """
-    ALTER TABLE messages ADD COLUMN item_id TEXT;
-    CREATE INDEX messages_by_item ON messages (conversation_id, item_id) WHERE item_id IS NOT NULL;
-    """,
-}
 
 
 @contextlib.contextmanager
@@ -129,7 +99,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
     for target in range(version + 1, SCHEMA_VERSION + 1):
         with _transaction(conn):
-            for statement in _MIGRATIONS[target].split(";"):
+            for statement in MIGRATIONS[target].split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target:d}")
@@ -310,6 +280,100 @@ class SQLiteStore:
             ]
 
         return await self._run(query)
+
+    # --- offline messages -------------------------------------------------------------------------
+
+    async def queue_offline(self, message: OfflineMessage, *, max_queued: int) -> bool:
+        """Queue ``message`` unless its user has ``max_queued`` undelivered, unexpired ones already
+        (counted and inserted in one transaction, so concurrent callers cannot overshoot)."""
+        check_kind(message.kind)
+        m = message
+
+        def insert() -> bool:
+            with _transaction(self._conn):
+                (waiting,) = self._conn.execute(
+                    "SELECT COUNT(*) FROM offline_messages"
+                    " WHERE user_id = ? AND delivered_at IS NULL AND expires_at > ?",
+                    (m.user_id, m.created_at),
+                ).fetchone()
+                if waiting >= max_queued:
+                    return False
+                self._conn.execute(
+                    "INSERT INTO offline_messages (id, user_id, kind, text, conversation_id, response_id,"
+                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (m.message_id, m.user_id, m.kind, m.text, m.conversation_id, m.response_id,
+                     m.created_at, m.expires_at),
+                )  # fmt: skip
+                return True
+
+        return await self._run(insert)
+
+    async def pending_offline(self, user_id: str, *, now: float) -> list[OfflineMessage]:
+        def query() -> list[OfflineMessage]:
+            rows = self._conn.execute(
+                f"SELECT {_OFFLINE_COLUMNS} FROM offline_messages"
+                " WHERE user_id = ? AND delivered_at IS NULL AND expires_at > ? ORDER BY seq",
+                (user_id, now),
+            ).fetchall()
+            return [_offline(row) for row in rows]
+
+        return await self._run(query)
+
+    async def mark_offline_delivered(self, user_id: str, message_id: str, *, now: float) -> bool:
+        def update() -> bool:
+            cursor = self._conn.execute(
+                "UPDATE offline_messages SET delivered_at = ?"
+                " WHERE id = ? AND user_id = ? AND delivered_at IS NULL",
+                (now, message_id, user_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(update)
+
+    async def offline_messages(self, user_id: str, *, limit: int) -> list[OfflineMessage]:
+        check_limit(limit)
+
+        def query() -> list[OfflineMessage]:
+            rows = self._conn.execute(
+                f"SELECT {_OFFLINE_COLUMNS} FROM offline_messages WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+            return [_offline(row) for row in rows]
+
+        return await self._run(query)
+
+    async def drop_expired_offline(self, *, now: float) -> int:
+        def delete() -> int:
+            with _transaction(self._conn):
+                (undelivered,) = self._conn.execute(
+                    "SELECT COUNT(*) FROM offline_messages WHERE expires_at <= ? AND delivered_at IS NULL",
+                    (now,),
+                ).fetchone()
+                self._conn.execute("DELETE FROM offline_messages WHERE expires_at <= ?", (now,))
+                return int(undelivered)
+
+        return await self._run(delete)
+
+
+_OFFLINE_COLUMNS = (
+    "id, user_id, kind, text, created_at, expires_at, delivered_at, conversation_id, response_id"
+)
+
+
+def _offline(row: tuple[Any, ...]) -> OfflineMessage:
+    message_id, user_id, kind, text, created_at, expires_at, delivered_at, conversation_id, response_id = row
+    return OfflineMessage(
+        message_id=message_id,
+        user_id=user_id,
+        kind=kind,
+        text=text,
+        created_at=created_at,
+        expires_at=expires_at,
+        status="queued" if delivered_at is None else "delivered",
+        delivered_at=delivered_at,
+        conversation_id=conversation_id,
+        response_id=response_id,
+    )
 
 
 @contextlib.asynccontextmanager
