@@ -257,3 +257,103 @@ async def test_cancel_names_the_running_reply_or_nothing(autojump_clock: trio.ab
     done = h.done_by_request()["q"][0]
     assert (done.status, done.reason) == (ReplyStatus.CANCELLED, CancelReason.CLIENT_CANCELLED)
     assert sum(isinstance(e, TextDelta) for e in h.of(TextDelta)) >= 1
+
+
+# --- what the realtime API needs of the core: replies over the history, per-reply settings, cancels ---
+
+
+async def test_a_respond_request_answers_the_stored_history_and_stores_only_the_reply(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A respond request stores no user message: the LLM sees the history as it stands, under the
+    request's own instructions, and the reply is stored under the item id its ReplyCreated announced."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        conversation = h.state.conversation_id
+        await h.store.add_message(conversation, "user", "typed earlier", item_id="item_u1")
+        h.state.turns.request(
+            PendingTurn(TurnKind.RESPOND, "", "r1", trio.current_time(), instructions="Answer in French.")
+        )
+        await h.state.turns.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert h.llm.calls == [
+        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "typed earlier"}]
+    ]
+    [created] = h.of(ReplyCreated)
+    stored = h.store.conversations[conversation]
+    assert [(m.role, m.item_id) for m in stored] == [("user", "item_u1"), ("assistant", created.item_id)]
+    assert created.item_id is not None and created.item_id.startswith("item_")
+    assert h.done_by_request()["r1"][0].status == ReplyStatus.COMPLETED
+
+
+async def test_a_request_may_ask_for_a_text_only_reply(autojump_clock: trio.abc.Clock) -> None:
+    """output_audio=False on the request: text and phrases, no audio, while the session keeps audio on."""
+    from trio_voice.events import AudioReady, PhraseReady
+
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        h.state.turns.request(PendingTurn(TurnKind.RESPOND, "", "t", trio.current_time(), output_audio=False))
+        await h.state.turns.wait_idle()
+        h.state.turns.request(chat("and now aloud", "a"))
+        await h.state.turns.wait_idle()
+        nursery.cancel_scope.cancel()
+    by_request: dict[str | None, list[type]] = {}
+    for _, rid, event in h.events:
+        by_request.setdefault(rid, []).append(type(event))
+    assert PhraseReady in by_request["t"] and AudioReady not in by_request["t"]
+    assert AudioReady in by_request["a"] and h.state.output_audio
+
+
+async def test_a_spoken_request_stores_the_users_words_under_its_item_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A chat request naming an item id stores the user's message under it."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        h.state.turns.request(attrs.evolve(chat("hello", "s1", spoken=True), item_id="item_spoken"))
+        await h.state.turns.wait_idle()
+        nursery.cancel_scope.cancel()
+    [user, _] = h.store.conversations[h.state.conversation_id]
+    assert (user.role, user.text, user.item_id) == ("user", "hello", "item_spoken")
+
+
+async def test_a_cancel_with_nothing_running_cancels_the_waiting_request(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A request held while the user speaks is cancelled by cancel(): it gets response.created and one
+    response.done with the cancel's reason, and never reaches the LLM; a cancel naming an id does not."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        turns = h.state.turns
+        turns.speech_started(at=trio.current_time())
+        turns.request(PendingTurn(TurnKind.RESPOND, "", "held", trio.current_time()))
+        assert not turns.cancel(CancelReason.CLIENT_CANCELLED, "resp_named")
+        assert turns.cancel(CancelReason.CLIENT_CANCELLED)
+        await turns.wait_idle()
+        assert not turns.cancel(CancelReason.CLIENT_CANCELLED)  # nothing left to cancel
+        nursery.cancel_scope.cancel()
+    [done] = h.done_by_request()["held"]
+    assert (done.status, done.reason) == (ReplyStatus.CANCELLED, CancelReason.CLIENT_CANCELLED)
+    assert h.llm.calls == []
+
+
+async def test_speech_without_interruption_holds_requests_but_lets_the_reply_finish(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """speech_started(interrupt=False): the running reply completes; a new request still waits for the user."""
+    llm = FakeLLM(token_delay=0.1, reply=lambda _m: "one two three four five six")
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, llm=llm)
+        turns = h.state.turns
+        turns.request(chat("first"))
+        await trio.sleep(0.15)
+        turns.speech_started(at=trio.current_time(), interrupt=False)
+        await trio.sleep(5.0)
+        turns.request(PendingTurn(TurnKind.RESPOND, "", "next", trio.current_time()))
+        await trio.sleep(5.0)
+        assert "next" not in h.done_by_request()
+        turns.speech_stopped()
+        await turns.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert h.done_by_request()["first"][0].status == ReplyStatus.COMPLETED
+    assert h.done_by_request()["next"][0].status == ReplyStatus.COMPLETED

@@ -22,7 +22,7 @@ from trio_voice.listen_items import AudioIn, Commit
 from trio_voice.session_context import SessionContext
 from trio_voice.session_state import SessionState
 from trio_voice.telemetry import Telemetry
-from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone
+from trio_voice.testing import FakeLLM, FakeStore, FakeSTT, FakeTTS, FakeVAD, tone
 from trio_voice.turn_control import PendingTurn, TurnKind
 
 RATE = 16000
@@ -37,6 +37,7 @@ class Harness:
     turns: list[PendingTurn]
     audio_tx: trio.MemorySendChannel
     stt: FakeSTT
+    released_at: list[float] = attrs.field(factory=list)  # when each turn was let go
 
     async def say(self, speech_s: float, *, silence_s: float = 1.0, lead_s: float = 0.2) -> float:
         """Stream silence, a tone standing in for speech, and silence, in real time; return when speech ended."""
@@ -55,10 +56,12 @@ class Harness:
         return [(t, e) for t, e in self.events if isinstance(e, kind)]
 
 
-async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: object) -> Harness:
+async def start(
+    nursery: trio.Nursery, *, stt: FakeSTT | None = None, store: FakeStore | None = None, **config: object
+) -> Harness:
     cfg = Config(data_dir="/nonexistent", **config)
     stt = stt or FakeSTT()
-    engines = Engines(llm=FakeLLM(), tts=FakeTTS(), store=None, stt=stt, vad_factory=FakeVAD)  # type: ignore[arg-type]
+    engines = Engines(llm=FakeLLM(), tts=FakeTTS(), store=store, stt=stt, vad_factory=FakeVAD)  # type: ignore[arg-type]
     state = SessionState(
         session_id="sess_test",
         conversation_id="conv_test",
@@ -80,7 +83,9 @@ async def start(nursery: trio.Nursery, *, stt: FakeSTT | None = None, **config: 
         """Stands in for converse_task: takes each turn the control releases, and runs none."""
         while True:
             superseded, turn = await state.turns.wait_next()
-            harness.turns.extend([*superseded, *([turn] if turn else [])])
+            released = [*(old for old, _ in superseded), *([turn] if turn else [])]
+            harness.turns.extend(released)
+            harness.released_at.extend(trio.current_time() for _ in released)
 
     nursery.start_soon(collect_events)
     nursery.start_soon(collect_turns)
@@ -220,7 +225,9 @@ def test_audio_window_reads_back_what_it_kept_across_trims() -> None:
     assert np.array_equal(window.between(2500, 3020), np.arange(40000, 48320, dtype=np.float32))
 
 
-async def test_a_late_final_is_held_over_the_next_utterance_and_merged(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_late_final_is_held_over_the_next_utterance_and_merged(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Utterance 1's final (a slow recognizer) arrives while utterance 2 is being spoken: no turn starts
     over the user; when utterance 2 has ended, one turn carries both transcripts."""
     stt = FakeSTT(seconds_per_audio_second=1.0)
@@ -262,3 +269,103 @@ async def test_transcribe_clips_wait_in_a_bounded_queue_behind_finals(autojump_c
     assert len(refused) == 3  # one being transcribed and two waiting; the rest refused
     assert finals == [f"I spoke for 1.{n} seconds" for n in range(3)]  # in the order they came
     assert stt.active == 0
+
+
+# --- what the realtime API needs of the listener: no automatic replies, no interruption, stored items ---
+
+
+async def test_without_automatic_replies_a_final_is_stored_under_its_utterances_item_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """create_response off: the final is stored as a user message named by its speech_started, no turn."""
+    store = FakeStore()
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, store=store)
+        h.ctx.state.create_response = False
+        await h.say(1.0)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    [(_, started)] = h.of(SpeechStarted)
+    [(_, final)] = h.of(TranscriptFinal)
+    assert h.turns == [] and not h.ctx.state.turns.held
+    [message] = store.conversations["conv_test"]
+    assert (message.role, message.text, message.item_id) == ("user", final.text, started.item_id)
+    assert started.item_id is not None
+
+
+async def test_an_announced_commit_holds_the_next_request_until_its_words_are_stored(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Manual turns, no automatic reply: a request made right after an announced commit starts only
+    once the commit's transcript is stored (here the store takes 1 s), so the reply sees the words."""
+    store = FakeStore(delay=1.0)
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, store=store)
+        state = h.ctx.state
+        state.turn_detection = attrs.evolve(state.turn_detection, type="none")
+        state.create_response = False
+        await h.say(1.0, silence_s=0.1)
+        committed_at = trio.current_time()
+        state.turns.transcription_started()  # what the receiver does as it forwards the commit
+        await h.audio_tx.send(Commit("c1", item_id="item_c1", announced=True))
+        state.turns.request(PendingTurn(TurnKind.RESPOND, "", "r1", trio.current_time()))
+        await trio.sleep(3.0)
+        nursery.cancel_scope.cancel()
+    [turn] = h.turns
+    assert turn.request_id == "r1"
+    assert h.released_at[0] >= committed_at + 1.0
+    [message] = store.conversations["conv_test"]
+    assert (message.text, message.item_id) == (h.of(TranscriptFinal)[0][1].text, "item_c1")
+
+
+async def test_an_announced_commit_with_nothing_to_commit_releases_the_hold(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A commit the receiver announced but that finds no audio owes its transcription_done: the error goes
+    out and a waiting request starts."""
+    from trio_voice.events import ErrorEvent
+
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, store=FakeStore())
+        h.ctx.state.turns.transcription_started()
+        await h.audio_tx.send(Commit("c1", announced=True))
+        h.ctx.state.turns.request(PendingTurn(TurnKind.RESPOND, "", "r1", trio.current_time()))
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert [e.code for _, e in h.of(ErrorEvent)] == ["input_audio_empty"]
+    assert [t.request_id for t in h.turns] == ["r1"] and not h.ctx.state.turns.held
+
+
+async def test_speech_without_interruption_leaves_the_reply_running(autojump_clock: trio.abc.Clock) -> None:
+    """interrupt_response off: speech_started is still sent, the running reply is not cancelled."""
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery)
+        h.ctx.state.interrupt_response = False
+        running = h.ctx.state.turns.start(PendingTurn(TurnKind.CHAT, "hi", None, 0.0), "resp_running")
+        await h.say(0.5, silence_s=0.1)  # still in speech: the turn has not ended
+        nursery.cancel_scope.cancel()
+    assert len(h.of(SpeechStarted)) == 1 and h.ctx.state.turns.user_speaking
+    assert not running.scope.cancel_called and running.reason is None
+
+
+async def test_a_clip_that_is_a_user_message_is_stored_with_its_typed_words(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A clip with an item id: its transcript is sent, its typed words and transcript stored as that
+    message, and the hold the receiver took is released."""
+    from trio_voice.listen_items import TranscribeClip
+
+    store = FakeStore()
+    async with trio.open_nursery() as nursery:
+        h = await start(nursery, store=store)
+        h.ctx.state.turns.transcription_started()
+        clip = TranscribeClip(
+            tone(1.0, RATE, amplitude=0.3), RATE, "i1", item_id="item_i1", text="Listen:", announced=True
+        )
+        await h.audio_tx.send(clip)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    [(_, final)] = h.of(TranscriptFinal)
+    [message] = store.conversations["conv_test"]
+    assert (message.text, message.item_id) == (f"Listen: {final.text}", "item_i1")
+    assert not h.ctx.state.turns.held

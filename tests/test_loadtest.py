@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
@@ -22,6 +23,7 @@ from tools.loadtest.checks import (
     UNDECODABLE,
 )
 from tools.loadtest.plan import speech_bounds
+from tools.loadtest.realtime import DUPLICATE_EVENT_ID, RealtimeChecker
 from tools.loadtest.report import percentiles
 from trio_voice.testing import FakeLLM, FakeSTT, FakeTTS, FakeVAD, tone, utterance
 
@@ -268,6 +270,121 @@ async def test_run_reports_a_skipped_seq() -> None:
     """A server that skips a seq number is reported with seq_gap."""
     rec = await _run_against(_skipped_seq)
     assert rec.violations == {SEQ_GAP: 3}
+
+
+# --- --protocol realtime: the same script over /v1/realtime ------------------------------------------------
+
+
+def rt(type_: str, event_id: str, **fields) -> str:
+    return json.dumps({"type": type_, "event_id": event_id, **fields})
+
+
+def rt_response(rid: str, status: str = "in_progress", **extra) -> dict:
+    return {"object": "realtime.response", "id": rid, "status": status, "output": [], **extra}
+
+
+def test_realtime_checker_translates_a_response_for_the_script() -> None:
+    """A realtime response reads as the native shape: its request id from metadata, audio at 24 kHz,
+    status and reason from response.done."""
+    checker = RealtimeChecker()
+    created = checker.receive(
+        rt("response.created", "e1", response=rt_response("r1", metadata={"request_id": "q0"}))
+    )
+    audio = checker.receive(rt("response.output_audio.delta", "e2", response_id="r1", delta="AAA="))
+    details = {"type": "cancelled", "reason": "turn_detected", "error": None}
+    done = checker.receive(
+        rt("response.done", "e3", response=rt_response("r1", "cancelled", status_details=details))
+    )
+    checker.finish()
+    assert created == {"type": "response.created", "response_id": "r1", "request_id": "q0"}
+    assert audio == {
+        "type": "response.audio.delta",
+        "response_id": "r1",
+        "audio": "AAA=",
+        "sample_rate": 24000,
+    }
+    assert (done["status"], done["reason"]) == ("cancelled", "turn_detected")
+    assert checker.violations == 0 and checker.events == 3
+
+
+def test_realtime_checker_catches_reused_ids_late_events_and_overlaps() -> None:
+    """A reused event_id, an event after response.done, a second response while one runs, a response
+    never done, and a frame with no event_id are each counted."""
+    checker = RealtimeChecker()
+    for frame in (
+        rt("response.created", "e1", response=rt_response("r1")),
+        rt("response.done", "e2", response=rt_response("r1", "completed")),
+        rt("response.output_text.delta", "e2", response_id="r1", delta="late"),
+        rt("response.created", "e4", response=rt_response("r2")),
+        rt("response.created", "e5", response=rt_response("r3")),
+        json.dumps({"type": "session.updated"}),
+    ):
+        checker.receive(frame)
+    checker.finish()
+    assert checker.counts == {
+        DUPLICATE_EVENT_ID: 1,
+        EVENT_AFTER_DONE: 1,
+        OVERLAPPING_REPLIES: 1,
+        REPLY_NOT_DONE: 2,
+        UNDECODABLE: 1,
+    }
+
+
+async def test_realtime_text_and_voice_runs_measure_the_same_things(tmp_path) -> None:
+    """--protocol realtime: typed turns complete with first text before first audio; a spoken turn
+    (24 kHz appends) is transcribed and answered with a voice-to-voice time; no violation."""
+    engines = {"stt": FakeSTT(), "vad_factory": FakeVAD}
+    typed = Plan(questions=[Question.typed("What is up?")], think_time=0.05, protocol="realtime")
+    spoken = Plan(
+        questions=[Question.spoken("tone", tone(0.4, 16000, amplitude=0.3))],
+        think_time=0.05,
+        tail_silence_s=0.7,
+        protocol="realtime",
+    )
+    async with run_server(tmp_path, engines) as server:
+        url = server.listening.realtime_url + "?model=trio-voice"
+        with trio.fail_after(IO_TIMEOUT):
+            text = await run_level(url, typed, sessions=2, ramp=50, turns=2, progress=None)
+            voice = await run_level(url, spoken, sessions=1, ramp=50, turns=1, progress=None)
+    assert [s.status for s in text.samples] == ["completed"] * 4
+    for s in text.samples:
+        assert 0 <= s.first_text_ms <= s.first_audio_ms < 5000 and s.reply_audio_s > 0.5
+    [s] = voice.samples
+    assert s.status == "completed" and s.transcript.startswith("I spoke for")
+    assert 450 <= s.voice_to_voice_ms < 5000
+    assert text.violations == voice.violations == {} and text.errors == voice.errors == {}
+    assert text.events > 4 * 8
+
+
+async def test_realtime_cancel_interruption_is_timed(tmp_path) -> None:
+    """--protocol realtime with response.cancel: cancelled/client_cancelled, with an interruption time."""
+    engines = {"llm": FakeLLM(token_delay=0.02), "tts": FakeTTS(delay=lambda text: 0.1)}
+    plan = Plan(
+        questions=[Question.typed("Tell me a story.")],
+        think_time=0.05,
+        interrupt_share=1.0,
+        protocol="realtime",
+    )
+    async with run_server(tmp_path, engines) as server:
+        with trio.fail_after(IO_TIMEOUT):
+            rec = await run_level(
+                server.listening.realtime_url, plan, sessions=1, ramp=50, turns=2, progress=None
+            )
+    for s in rec.samples:
+        assert (s.status, s.reason, s.interrupt) == ("cancelled", "client_cancelled", "cancel")
+        assert 0 <= s.interruption_ms < 2000
+    assert rec.violations == {}
+
+
+def test_a_realtime_plan_refuses_what_only_v1_voice_has() -> None:
+    """Dropping and resuming connections, and a turn detection to send, are /v1/voice's: the realtime
+    API has no resume and keeps server_vad, so a realtime plan with either is refused up front."""
+    from trio_voice import codec
+
+    with pytest.raises(ValueError, match="drop_rate"):
+        Plan(questions=[Question.typed("hi")], drop_rate=0.5, protocol="realtime")
+    with pytest.raises(ValueError, match="turn_detection"):
+        Plan(questions=[Question.typed("hi")], turn_detection=codec.TurnDetection(), protocol="realtime")
 
 
 def test_drops_are_exactly_the_rate_asked() -> None:

@@ -112,6 +112,66 @@ async def test_update_message_text_of_unknown_reply_is_false(store: Conversation
     assert not await store.update_message_text("resp_missing", "x", interrupted=True)
 
 
+async def test_item_ids_are_kept_and_name_the_message_to_delete(store: ConversationStore) -> None:
+    """A message stored with an item id reads back with it; delete_message removes that message only."""
+    conv = await store.create_conversation()
+    await store.add_message(conv, "user", "first", item_id="item_1")
+    await store.add_message(conv, "assistant", "reply", response_id="resp_1", item_id="item_2")
+    await store.add_message(conv, "user", "no id")
+    history = await store.history(conv, limit=10)
+    assert [(m.text, m.item_id) for m in history] == [
+        ("first", "item_1"),
+        ("reply", "item_2"),
+        ("no id", None),
+    ]
+    assert await store.delete_message(conv, "item_1")
+    assert [m.text for m in await store.history(conv, limit=10)] == ["reply", "no id"]
+    assert await store.message_count(conv) == 2
+
+
+async def test_delete_message_is_per_conversation(store: ConversationStore) -> None:
+    """Deleting an item id of another conversation, or an unknown one, deletes nothing and says so."""
+    a = await store.create_conversation()
+    b = await store.create_conversation()
+    await store.add_message(a, "user", "kept", item_id="item_1")
+    assert not await store.delete_message(b, "item_1")
+    assert not await store.delete_message(a, "item_404")
+    assert [m.text for m in await store.history(a, limit=10)] == ["kept"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_older_sqlite_file_is_upgraded_in_place(db_path: Path, version: int) -> None:
+    """A file written before messages had item ids (version 1, or 2 with main's offline queue) opens,
+    keeps its messages and queued offline messages, and takes item ids."""
+    from trio_voice.storage.sqlite_schema import MIGRATIONS
+
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    for step in range(1, version + 1):
+        conn.executescript(MIGRATIONS[step])
+    conn.execute(f"PRAGMA user_version = {version:d}")
+    conn.execute("INSERT INTO conversations (id, created_at) VALUES ('conv_old', 1.0)")
+    conn.execute(
+        "INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('conv_old', 'user', 'old', 1.0)"
+    )
+    if version >= 2:
+        conn.execute(
+            "INSERT INTO offline_messages (id, user_id, kind, text, created_at, expires_at)"
+            " VALUES ('msg_old', 'alice', 'system', 'waiting', 1000.0, 2000.0)"
+        )
+    conn.commit()
+    conn.close()
+    async with open_store(db_path) as store:
+        await store.add_message("conv_old", "user", "new", item_id="item_9")
+        history = await store.history("conv_old", limit=10)
+        assert [(m.text, m.item_id) for m in history] == [("old", None), ("new", "item_9")]
+        pending = await store.pending_offline("alice", now=1500.0)
+        assert [m.text for m in pending] == (["waiting"] if version >= 2 else [])
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    conn.close()
+
+
 async def test_add_message_to_unknown_conversation_fails(store: ConversationStore) -> None:
     """A message for a conversation that does not exist is refused with StorageError."""
     with pytest.raises(StorageError):

@@ -115,6 +115,35 @@ async def test_instances_starting_together_migrate_once(pg_url: str, admin: psyc
     assert query(pg_url, "SELECT count(*) FROM messages") == [(4,)]
 
 
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_older_schema_is_upgraded_in_place(pg_url: str, version: int) -> None:
+    """A schema created before messages had item ids (version 1, or 2 with main's offline queue) is
+    migrated on open and keeps its messages and queued offline messages."""
+    from trio_voice.storage.postgres_schema import _CREATE_VERSION_TABLE, _MIGRATIONS
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(_CREATE_VERSION_TABLE)
+        for step in range(1, version + 1):
+            conn.execute(_MIGRATIONS[step])  # type: ignore[arg-type]
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (step,))
+        conn.execute("INSERT INTO conversations (id) VALUES ('conv_old')")
+        conn.execute("INSERT INTO messages (conversation_id, role, text) VALUES ('conv_old', 'user', 'old')")
+        if version >= 2:
+            conn.execute(
+                "INSERT INTO offline_messages (id, user_id, kind, text, created_at, expires_at)"
+                " VALUES ('msg_old', 'alice', 'system', 'waiting', 1000.0, 2000.0)"
+            )
+    with trio.fail_after(TIMEOUT):
+        async with open_store(pg_url) as store:
+            await store.add_message("conv_old", "user", "new", item_id="item_9")
+            history = await store.history("conv_old", limit=10)
+            pending = await store.pending_offline("alice", now=1500.0)
+    assert [(m.text, m.item_id) for m in history] == [("old", None), ("new", "item_9")]
+    assert [m.text for m in pending] == (["waiting"] if version >= 2 else [])
+    assert query(pg_url, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert SCHEMA_VERSION == 3
+
+
 async def test_newer_postgres_schema_is_refused(pg_url: str) -> None:
     """A schema migrated by a newer trio-voice is refused rather than misread."""
     async with open_store(pg_url):

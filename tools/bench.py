@@ -5,6 +5,7 @@
     python -m tools.bench first-audio     # issue 2: typed question → first audio byte, real models
     python -m tools.bench voice           # issue 3: spoken question → first reply audio; barge-in latency
     python -m tools.bench conversation    # 1, 2, 4, 8 concurrent spoken conversations, real models
+    python -m tools.bench realtime        # issue 12: voice-to-voice on /v1/realtime beside /v1/voice, one run
     python -m tools.bench capacity        # --fake-engines server: sessions per core, CPU and RSS per session
 
 Each command starts the server itself (``trio-voice serve --port 0 --http-port 0`` in a subprocess with a
@@ -56,6 +57,7 @@ class Server:
     url: str
     pid: int | None  # None when the benchmark was given --url
     http_url: str | None = None
+    data_dir: Path | None = None  # the throwaway data directory of a server the benchmark started
 
 
 def machine() -> dict[str, Any]:
@@ -125,7 +127,7 @@ async def open_server(url: str | None, *, fake: bool, extra: list[str] = ()) -> 
                         raise RuntimeError(f"server exited before it was ready: {cmd}")
                     seen += chunk
             print(f"server ready: {match.group(1).decode()} (pid {proc.pid})", file=sys.stderr)
-            yield Server(match.group(1).decode(), proc.pid, match.group(2).decode())
+            yield Server(match.group(1).decode(), proc.pid, match.group(2).decode(), Path(data_dir))
         finally:
             with trio.CancelScope(shield=True):
                 proc.send_signal(signal.SIGTERM)
@@ -158,6 +160,7 @@ def save(
     extra: dict[str, Any],
     *,
     keep_samples: bool = True,
+    plot: Any = plot_report,
 ) -> dict:
     meta = {
         "benchmark": name,
@@ -168,7 +171,7 @@ def save(
     }
     report = build_report(levels, meta=meta)
     out = Path(args.out)
-    plot_report(report, out / f"{name}.png", title=f"trio-voice {name}")
+    plot(report, out / f"{name}.png", title=f"trio-voice {name}")
     if not keep_samples:
         for level in report["levels"]:
             level["samples"] = []
@@ -334,6 +337,13 @@ async def bench_conversation(args: argparse.Namespace) -> dict:
     )
 
 
+async def bench_realtime(args: argparse.Namespace) -> dict:
+    """The same spoken questions on /v1/voice and /v1/realtime, one server, interleaved: voice-to-voice."""
+    from tools.bench_realtime import bench_realtime as run
+
+    return await run(args)
+
+
 def levels_idle_rss(done: list[dict], current: dict) -> float:
     first = done[0] if done else current
     return first.get("server_rss_start_mb", 0.0)
@@ -425,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("first-audio", bench_first_audio, turns=22, think_time=0.5, conversation_turns=1)
     add("voice", bench_voice, turns=22, barge_in_turns=16, conversation_turns=1)
     add("conversation", bench_conversation, levels="1,2,4,8", turns=3, limit_ms=1500.0)
+    add("realtime", bench_realtime)
     add(
         "capacity",
         bench_capacity,

@@ -215,6 +215,9 @@ class Config:
     recording_dir: Path | None = setting(None, "where recordings go (default DATA_DIR/recordings)", converter=_optional_path)  # fmt: skip
     recording_max_mb: float = setting(1024.0, "disk all recordings may use together, in MiB", minimum=0)
 
+    # --- fake engines (serve --fake-engines: load tests, protocol tests) ----------------------------
+    fake_llm_token_delay: float = setting(0.0, "with --fake-engines: seconds between the fake LLM's tokens, so replies last long enough to interrupt", minimum=0)  # fmt: skip
+
     # --- logging ----------------------------------------------------------------------------------
     log_format: str = setting("text", "log line format", choices=("text", "json"))
     log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -52,16 +52,22 @@ async def store_reply(
     status: str,
     reason: str | None,
     metrics: dict[str, Any],
+    item_id: str | None = None,
 ) -> None:
-    """Store what a reply actually sent, and its latency record. Storage failures are logged, not raised:
-    the reply has already been delivered."""
+    """Store what a reply actually sent (as message ``item_id``), and its latency record. Storage failures
+    are logged, not raised: the reply has already been delivered."""
     record.stored = True  # from here on, a response.truncate updates the stored message
     text = record.kept_text
     try:
         if text:
             interrupted = status != ReplyStatus.COMPLETED or text != record.text
             await store.add_message(
-                conversation_id, "assistant", text, interrupted=interrupted, response_id=response_id
+                conversation_id,
+                "assistant",
+                text,
+                interrupted=interrupted,
+                response_id=response_id,
+                item_id=item_id,
             )
         await store.record_turn(conversation_id, response_id, status=status, reason=reason, metrics=metrics)
     except StorageError as exc:

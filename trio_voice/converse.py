@@ -6,8 +6,11 @@
     └── run_one_turn(handle, ...)       response.created → (the turn nursery, trio_voice.turn) → response.done
 
 ``converse_task`` takes what :class:`~trio_voice.turn_control.TurnControl` says to do next: requests that
-were superseded before they started are opened and closed at once (``cancelled``, ``new_message``); the
-newest runs. ``run_one_turn`` runs one reply inside its ``TurnHandle.scope`` and, however it ends
+were superseded (or cancelled) before they started are opened and closed at once (``cancelled``,
+``new_message`` or the cancel's reason); the newest runs. A ``respond`` request (the realtime API's
+``response.create``) answers the stored conversation as it stands, with the request's own
+instructions and output modality when it has them. The core names the messages it stores: the reply's
+``ReplyCreated`` carries the assistant message's ``item_id``. ``run_one_turn`` runs one reply inside its ``TurnHandle.scope`` and, however it ends
 (completed, cancelled, failed, the client gone), sends its ``response.done`` through ``emit`` and stores
 what was actually sent. The HTTP streaming fallbacks call ``run_one_turn`` too, with their own emit.
 """
@@ -67,9 +70,9 @@ async def converse_task(
     run = partial(run_one_turn, engines=engines, config=config, telemetry=telemetry, state=state)
     while True:
         superseded, turn = await control.wait_next()
-        for request in superseded:
+        for request, reason in superseded:
             handle = control.start(request, new_id("resp"))
-            handle.cancel(CancelReason.NEW_MESSAGE)
+            handle.cancel(reason)
             try:
                 await run(handle, emit=emit_for(request.request_id))
             finally:
@@ -158,6 +161,8 @@ class Outcome:
 
     record: TurnRecord
     user_stored: bool
+    # The assistant message's name, in the store and in the realtime API.
+    item_id: str = attrs.field(factory=lambda: new_id("item"))
     status: ReplyStatus = ReplyStatus.CANCELLED
     reason: str | None = CancelReason.CLIENT_DISCONNECTED
     metrics: dict[str, Any] | None = None
@@ -240,30 +245,33 @@ async def _reply(
         on_phrase_sent = _narration_progress(narration, handle.response_id, emit)
     for event in request.preamble:
         await emit(event)
-    await emit(ReplyCreated(handle.response_id))
+    await emit(ReplyCreated(handle.response_id, outcome.item_id))
     try:
         if chat and handle.gate is None:
             # The user's words are part of the conversation even if the reply never runs.
-            await engines.store.add_message(conversation_id, "user", request.text)
+            await engines.store.add_message(conversation_id, "user", request.text, item_id=request.item_id)
             outcome.user_stored = True
         with handle.scope:
             messages: list[dict[str, str]] = []
-            if chat:
+            if chat or request.kind == TurnKind.RESPOND:  # respond: the stored history is the question
+                instructions = request.instructions
                 messages = await context_for(
                     engines.store,
                     conversation_id,
-                    instructions=state.instructions,
+                    instructions=state.instructions if instructions is None else instructions,
                     limit=config.history_messages,
                 )
                 if not outcome.user_stored:  # speculative: the words are stored only if the reply is used
                     messages.append({"role": "user", "content": request.text})
+            output_audio = request.output_audio
             turn_request = TurnRequest(
                 response_id=handle.response_id,
-                kind=request.kind,
+                # A reply over the history is an LLM turn like any other once its context is built.
+                kind=TurnKind.CHAT if request.kind == TurnKind.RESPOND else request.kind,
                 text=request.text,
                 messages=messages,
                 started_at=request.started_at,
-                output_audio=state.output_audio,
+                output_audio=state.output_audio if output_audio is None else output_audio,
                 output_format=state.output_audio_format,
                 phrases=phrases,
                 on_phrase_sent=on_phrase_sent,
@@ -320,7 +328,9 @@ async def _account(
     with trio.CancelScope(shield=True), trio.move_on_after(STORE_TIMEOUT):
         if request.kind == TurnKind.CHAT and not outcome.user_stored:
             try:
-                await engines.store.add_message(conversation_id, "user", request.text)
+                await engines.store.add_message(
+                    conversation_id, "user", request.text, item_id=request.item_id
+                )
             except StorageError as exc:
                 logger.error("session %s: could not store the user's words: %s", state.session_id, exc)
                 return
@@ -334,6 +344,7 @@ async def _account(
                 status=outcome.status,
                 reason=outcome.reason,
                 metrics=metrics,
+                item_id=outcome.item_id,
             )
 
 

@@ -6,6 +6,9 @@ knows about sockets, JSON or base64.
 
 Reply events (``ReplyCreated`` … ``ReplyDone``) carry a ``response_id``; an interruption cancels the
 frames of a reply that have not been sent yet, never the ``ReplyDone`` that closes it.
+
+The core names the messages it stores (``item_id`` on ``SpeechStarted`` and ``ReplyCreated``), so that a
+renderer whose protocol names conversation items (the realtime API) uses the names the store knows.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class SystemMessage:
 @attrs.frozen
 class SpeechStarted:
     audio_start_ms: int
+    item_id: str | None = None  # the name the utterance's user message will be stored under
 
 
 @attrs.frozen
@@ -131,6 +135,7 @@ class TranscriptFinal:
 @attrs.frozen
 class ReplyCreated:
     response_id: str
+    item_id: str | None = None  # the name the reply's assistant message is stored under
 
 
 @attrs.frozen

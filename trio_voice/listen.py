@@ -13,7 +13,10 @@ an end-of-turn model judges whether the turn is complete, and a speculative repl
 the turn is confirmed): see ``trio_voice.turn_detectors``. Turn-taking goes through the session's
 :class:`~trio_voice.turn_control.TurnControl`: speech start is a barge-in (and holds any request until
 the user is done), a pause may start a speculative reply, the end of an utterance releases it or
-announces a final transcript. The listener never starts or cancels a turn itself.
+announces a final transcript. The listener never starts or cancels a turn itself. When the session asks
+for no replies to speech (``SessionState.create_response`` off, the realtime API's manual turns and
+``create_response: false``), a final is stored as the user's message instead, and no speculation starts;
+with ``interrupt_response`` off, speech does not cancel the running reply.
 
 Bounds: at most ``Config.max_queued_transcriptions`` jobs wait for the recognizer; a clip that finds the
 queue full is refused (``audio_rate_exceeded``), a final waits for room (finals are rare: one per
@@ -36,6 +39,7 @@ from .codec import codes
 from .echo import EchoGuard
 from .errors import RecognitionError, RemoteProtocolError, TurnModelError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptPartial
+from .ids import new_id
 from .listen_buffers import AudioWindow, Mailbox, PartialJob
 from .listen_items import AudioIn, Clear, Commit, ListenItem, TranscribeClip
 from .playback import Heard, Sent, Stopped
@@ -85,6 +89,7 @@ class Listener:
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD chunk
         self.utterance = 0  # bumped at every turn end; partials of older utterances are dropped
         self.speech_start_ms: float | None = None
+        self.item_id: str | None = None  # the current utterance's user message, named at speech start
         self.speech_probabilities: list[float] = []  # VAD output over the current utterance
         self.voiced_since_partial_ms = 0.0  # partials are paced by new speech, not by silence
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
@@ -177,14 +182,15 @@ class Listener:
             if not self.detector.in_speech:
                 self.window.trim(self.detector.position_ms - self.ctx.state.turn_detection.prefix_ms - 1000)  # type: ignore[operator]
 
-    async def act(self, decisions: list[Decision]) -> None:
-        """Carry out the detector's decisions, in order (the caller holds ``lock``)."""
+    async def act(self, decisions: list[Decision], *, announced: bool = False) -> None:
+        """Carry out the detector's decisions, in order (the caller holds ``lock``); ``announced``: a
+        turn end among them was announced by the receiver (an announced ``Commit``)."""
         for decision in decisions:
             match decision:
                 case SpeechStart():
                     await self.on_speech_start(decision)
                 case TurnEnd():
-                    await self.on_turn_end(decision)
+                    await self.on_turn_end(decision, announced=announced)
                 case RunTurnModel(check=check, start_ms=start_ms, end_ms=end_ms):
                     self.checks.post(TurnCheck(check, self.window.between(start_ms, end_ms)))
                 case StartSpeculation():
@@ -198,8 +204,10 @@ class Listener:
         self.speech_start_ms = start.start_ms
         self.speech_probabilities = []
         self.voiced_since_partial_ms = self.detector.position_ms - start.detected_ms
-        self.ctx.state.turns.speech_started(self.server_time(start.detected_ms))
-        await self.ctx.send(SpeechStarted(int(start.detected_ms)))
+        self.item_id = new_id("item")
+        state = self.ctx.state
+        state.turns.speech_started(self.server_time(start.detected_ms), interrupt=state.interrupt_response)
+        await self.ctx.send(SpeechStarted(int(start.detected_ms), self.item_id))
 
     async def maybe_partial(self, *, voiced: bool) -> None:
         """Post a partial job after every ``partial_interval`` of new voiced audio.
@@ -226,7 +234,7 @@ class Listener:
     def start_speculation(self, start: StartSpeculation) -> None:
         """Transcribe the speech so far for a held reply, if nothing else runs and the queue has room."""
         turns = self.ctx.state.turns
-        if not turns.may_speculate():
+        if not turns.may_speculate() or not self.ctx.state.create_response:
             return
         audio = self.window.between(start.start_ms, start.end_ms + TAIL_MS)
         marks = {"speech_end": self.server_time(start.end_ms)}
@@ -238,7 +246,8 @@ class Listener:
             return
         self.ctx.telemetry.speculation("started")
 
-    async def on_turn_end(self, end: TurnEnd) -> None:
+    async def on_turn_end(self, end: TurnEnd, *, announced: bool = False) -> None:
+        """The utterance ended (``announced``: the receiver already announced its final, see ``Commit``)."""
         assert self.speech_start_ms is not None
         audio = self.window.between(self.speech_start_ms, end.end_ms + TAIL_MS)
         clear = self._clear_speech()
@@ -248,39 +257,47 @@ class Listener:
         marks = {"speech_end": self.server_time(end.end_ms), "vad_decided": self.server_time(end.decided_ms)}
         turns = self.ctx.state.turns
         if end.speculation is not None and turns.confirm(end.speculation, marks):
+            if announced:
+                turns.transcription_done(None)  # the held reply is the transcript it announced
             turns.speech_stopped()  # the held reply is this turn's reply: it is let out now
             await self.ctx.send(SpeechStopped(int(end.end_ms)))
             return
         # Announce the final before the speech ends, so no request slips in between and starts over it.
-        turns.transcription_started()
+        if not announced:
+            turns.transcription_started()
         turns.speech_stopped()
         await self.ctx.send(SpeechStopped(int(end.end_ms)))
-        await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear))
+        await self.jobs_tx.send(FinalJob(audio, marks, None, clear_speech=clear, item_id=self.item_id))
 
     async def on_commit(self, commit: Commit) -> None:
         """End the user's turn by hand: whatever speech is buffered becomes the final transcript."""
         if self.automatic:
             async with self.lock:
                 if not self.detector.in_speech:
-                    await self.ctx.send(
-                        ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no speech is buffered to commit"),
-                        commit.request_id,
-                    )
+                    await self._nothing_to_commit(commit, "no speech is buffered to commit")
                     return
                 decisions = self.detector.end_now()
-                await self.act([_until_now(d, self.window.end_ms) for d in decisions])
+                await self.act(
+                    [_until_now(d, self.window.end_ms) for d in decisions], announced=commit.announced
+                )
             return
         audio = self.window.between(self.manual_start_ms, self.window.end_ms)
         self.manual_start_ms = self.window.end_ms
         self.window.trim(self.manual_start_ms)
         if audio.size == 0:
-            await self.ctx.send(
-                ErrorEvent(codes.INPUT_AUDIO_EMPTY, "no audio is buffered to commit"), commit.request_id
-            )
+            await self._nothing_to_commit(commit, "no audio is buffered to commit")
             return
         now = self.server_time(self.window.end_ms)
-        self.ctx.state.turns.transcription_started()
-        await self.jobs_tx.send(FinalJob(audio, {"speech_end": now, "vad_decided": now}, commit.request_id))
+        if not commit.announced:
+            self.ctx.state.turns.transcription_started()
+        marks = {"speech_end": now, "vad_decided": now}
+        item_id = commit.item_id or new_id("item")
+        await self.jobs_tx.send(FinalJob(audio, marks, commit.request_id, item_id=item_id))
+
+    async def _nothing_to_commit(self, commit: Commit, message: str) -> None:
+        if commit.announced:
+            self.ctx.state.turns.transcription_done(None)  # no transcript is coming after all
+        await self.ctx.send(ErrorEvent(codes.INPUT_AUDIO_EMPTY, message), commit.request_id)
 
     async def on_clear(self) -> None:
         if self.detector.in_speech:
@@ -295,9 +312,14 @@ class Listener:
     async def on_clip(self, clip: TranscribeClip) -> None:
         """A one-shot ``transcribe``: queued behind the finals, refused when the queue is full."""
         audio = resample(pcm16_to_float(clip.audio), clip.sample_rate, SAMPLE_RATE)
+        job = ClipJob(
+            audio, clip.request_id, clip.language, clip.item_id, clip.text, announced=clip.announced
+        )
         try:
-            self.jobs_tx.send_nowait(ClipJob(audio, clip.request_id, clip.language))
+            self.jobs_tx.send_nowait(job)
         except trio.WouldBlock:
+            if clip.announced:
+                self.ctx.state.turns.transcription_done(None)
             limit = self.ctx.config.max_queued_transcriptions
             exc = RemoteProtocolError(
                 f"{limit} transcriptions are queued already; clip dropped", code=codes.AUDIO_RATE_EXCEEDED

@@ -1,10 +1,13 @@
 """Reading a session's socket: client frames in, decoded and acted on, never waiting for a reply.
 
-``receive_task`` reads one connection's frames, applies the size and rate limits, and hands each decoded
-message to ``dispatch``. Requests, cancels, pauses and truncations are synchronous calls on the session's
-``TurnControl`` and state, so a flood of requests or a reply winding down never stops this task from
-reading the next frame (a ``response.cancel``, or the audio that barges in). It runs in the connection's
-task (``trio_voice.session_link``), not the session's: it ends with its connection, the session may not.
+``receive_task`` reads one connection's frames, applies the size and rate limits and the idle timeout,
+and hands each message its session's wire (``trio_voice.wire``) decoded to the wire's ``dispatch``;
+refusals go out as the wire renders them. ``dispatch`` here is the native protocol's; ``update_session``,
+``truncate_reply`` and ``charge_audio`` are shared with the realtime one. Requests, cancels, pauses and
+truncations are synchronous calls on the session's ``TurnControl`` and state, so a flood of requests or
+a reply winding down never stops this task from reading the next frame (a ``response.cancel``, or the
+audio that barges in). It runs in the connection's task (``trio_voice.session_link``), not the
+session's: it ends with its connection, the session may not.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import attrs
 import trio
@@ -21,7 +24,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from . import codec
 from .codec import codes
 from .codec.codes import CancelReason, ResumeFailure
-from .errors import RemoteProtocolError, StorageError
+from .errors import RemoteProtocolError, StorageError, TrioVoiceError
 from .events import ErrorEvent, Pong, SessionUpdated
 from .input_audio import DECODED_RATE, decode_clip
 from .languages import check_language
@@ -32,6 +35,9 @@ from .presence import start_typing, stop_typing
 from .receive_narration import control_narration, start_narration
 from .session_context import SessionContext
 from .turn_control import PendingTurn, TurnKind
+
+if TYPE_CHECKING:
+    from .wire import Wire
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +64,13 @@ OnResume = Callable[[codec.SessionResume], Awaitable[Any]]
 
 
 async def receive_task(
-    ws: WebSocketConnection, *, ctx: SessionContext, on_resume: OnResume | None = None
+    ws: WebSocketConnection, *, ctx: SessionContext, wire: Wire, on_resume: OnResume | None = None
 ) -> Any:
-    """Read client frames until the connection ends or idles out; dispatch each decoded message.
+    """Read client frames until the connection ends or idles out; ``wire`` decodes and dispatches each.
 
-    ``on_resume`` handles a ``session.resume`` that is the first message on this connection; when it
-    returns something (the connection switches sessions), so does this. Otherwise returns ``Lost``.
+    ``on_resume`` handles a ``session.resume`` that is the first message on this connection (only the
+    native wire decodes one); when it returns something (the connection switches sessions), so does
+    this. Otherwise returns ``Lost``.
     """
     config = ctx.config
     messages = TokenBucket(rate=config.max_messages_per_second, burst=config.max_messages_per_second)
@@ -79,24 +86,20 @@ async def receive_task(
             await ctx.send(ErrorEvent(codes.IDLE_TIMEOUT, f"no message for {config.idle_timeout:g} s"))
             await ctx.close(codes.CLOSE_NORMAL, "idle timeout")
             await trio.sleep_forever()  # the writer ends the session once the close handshake is done
+        message: Any = None
         try:
             codec.check_frame_size(
                 len(frame) if isinstance(frame, bytes) else len(frame.encode()),
                 max_frame_bytes=config.max_frame_bytes,
             )
-            if isinstance(frame, bytes):
-                message: codec.ClientMessage = codec.decode_binary(
-                    frame, pcm16=not ctx.input_audio.compressed
+            message = wire.decode(frame, ctx=ctx)
+            # Audio is bounded by the audio budget; everything else by this one.
+            if not wire.is_audio(message) and not messages.take(trio.current_time()):
+                raise RemoteProtocolError(
+                    f"more than {config.max_messages_per_second:g} messages per second; message dropped",
+                    code=codes.RATE_LIMITED,
+                    request_id=getattr(message, "request_id", None),
                 )
-            else:
-                message = codec.decode_text(frame, max_text_chars=config.max_text_chars)
-                # Audio in JSON is bounded by the audio budget, like binary frames; everything else by this one.
-                if not isinstance(message, codec.InputAudioAppend) and not messages.take(trio.current_time()):
-                    raise RemoteProtocolError(
-                        f"more than {config.max_messages_per_second:g} messages per second; message dropped",
-                        code=codes.RATE_LIMITED,
-                        request_id=message.request_id,
-                    )
             if isinstance(message, codec.SessionResume):
                 if not first or on_resume is None:
                     raise _resume_not_first(message)
@@ -106,21 +109,27 @@ async def receive_task(
                     return switched
                 continue
             first = False
-            await dispatch(message, ctx=ctx)
+            await wire.dispatch(message, ctx=ctx)
         except RemoteProtocolError as exc:
             if exc.code in THROTTLED_ERRORS:
                 now = trio.current_time()
                 if now - throttled.get(exc.code, -math.inf) < 1.0:
                     continue
                 throttled[exc.code] = now
-            await ctx.error(exc, exc.request_id, reason=exc.reason)
+            await _refuse(ctx, wire, exc, message)
             if exc.close_code is not None:
                 await ctx.close(exc.close_code, exc.message[:120])
                 await trio.sleep_forever()  # the writer ends the session once the close handshake is done
         except StorageError as exc:
-            # session.update naming a conversation while the store is failing: the session goes on.
+            # The store failed while a message was acted on (a conversation looked up, a message
+            # stored or deleted): the client is told, the session goes on.
             logger.warning("session %s: storage failed: %s", ctx.state.session_id, exc)
-            await ctx.error(exc, getattr(message, "request_id", None))
+            await _refuse(ctx, wire, exc, message)
+
+
+async def _refuse(ctx: SessionContext, wire: Wire, exc: TrioVoiceError, message: Any) -> None:
+    ctx.telemetry.error(exc.code)
+    await ctx.out_tx.send(wire.refusal(exc, message))
 
 
 def _resume_not_first(message: codec.SessionResume) -> RemoteProtocolError:
@@ -224,7 +233,7 @@ async def dispatch_audio(
             # Charged on the decoded seconds: what the listener and the recognizer will work through.
             pcm = decoder.decode(message.audio)
             if pcm:
-                _charge_audio(ctx, len(pcm), DECODED_RATE, rid)
+                charge_audio(ctx, len(pcm) / 2 / DECODED_RATE, rid)
                 if ctx.recording is not None:
                     await ctx.recording.on_input(pcm, DECODED_RATE)  # what the server heard
                 await ctx.audio_tx.send(AudioIn(pcm, trio.current_time(), DECODED_RATE))
@@ -236,7 +245,7 @@ async def dispatch_audio(
                 request_id=rid,
             )
         case codec.InputAudioFrame() | codec.InputAudioAppend():
-            _charge_audio(ctx, len(message.audio), ctx.state.input_sample_rate, rid)
+            charge_audio(ctx, len(message.audio) / 2 / ctx.state.input_sample_rate, rid)
             if ctx.recording is not None:
                 await ctx.recording.on_input(message.audio, ctx.state.input_sample_rate)
             await ctx.audio_tx.send(AudioIn(message.audio, trio.current_time()))
@@ -266,7 +275,7 @@ async def dispatch_audio(
                     )
             else:
                 audio, rate = message.audio, message.sample_rate or ctx.state.input_sample_rate
-            _charge_audio(ctx, len(audio), rate, rid)
+            charge_audio(ctx, len(audio) / 2 / rate, rid)
             await ctx.audio_tx.send(TranscribeClip(audio, rate, rid, language or ctx.state.language))
         case _:
             assert_never(message)
@@ -283,9 +292,13 @@ def check_voice(voice: str | None, *, ctx: SessionContext, request_id: str | Non
         )
 
 
-def _charge_audio(ctx: SessionContext, nbytes: int, rate: int, request_id: str | None) -> None:
-    """Take ``nbytes`` of PCM16 at ``rate`` from the session's audio budget, or refuse the audio."""
-    if not ctx.audio_budget.take(trio.current_time(), nbytes / 2 / rate):
+def charge_audio(ctx: SessionContext, seconds: float, request_id: str | None) -> None:
+    """Take ``seconds`` of input audio from the session's audio budget, or refuse the audio.
+
+    Raises:
+        RemoteProtocolError: ``audio_rate_exceeded``.
+    """
+    if not ctx.audio_budget.take(trio.current_time(), seconds):
         raise RemoteProtocolError(
             f"audio is arriving faster than {ctx.config.max_audio_realtime_factor:g}x real time; audio dropped",
             code=codes.AUDIO_RATE_EXCEEDED,

@@ -25,7 +25,8 @@ async def open_fake_engines(config: Config) -> AsyncIterator[Engines]:
 
     async with open_store(config.store_location) as store:
         stt, vad_factory = fake_voice_input()
-        yield Engines(llm=FakeLLM(), tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
+        llm = FakeLLM(token_delay=config.fake_llm_token_delay)
+        yield Engines(llm=llm, tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
 
 
 async def _main(config: Config, fake_engines: bool) -> None:

@@ -51,6 +51,11 @@ class Listening:
         return f"ws://{self.host}:{self.ws_port}/v1/voice"
 
     @property
+    def realtime_url(self) -> str:
+        """The OpenAI Realtime API endpoint (add ``?model=…``)."""
+        return f"ws://{self.host}:{self.ws_port}/v1/realtime"
+
+    @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 

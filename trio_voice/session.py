@@ -2,8 +2,8 @@
 
 ::
 
-    run_session(host, identity)   in the SessionHost nursery; ends when the client is gone for good
-    ├── send_task       the only writer: events → codec.ServerConnection → the outbox   (trio_voice.writer)
+    run_session(host, identity, wire)  in the SessionHost nursery; ends when the client is gone for good
+    ├── send_task       the only writer: events → the wire's renderer → the outbox   (trio_voice.writer)
     ├── converse_task   the only owner of turns: one at a time, the newest wins      (trio_voice.converse)
     ├── listen_task     VAD + streaming STT, when the server has STT engines          (trio_voice.listen)
     ├── shutdown_task   graceful shutdown: finish the reply, close with 1001          (trio_voice.watchdogs)
@@ -11,21 +11,26 @@
     ├── typing_task     typing ends by itself                                         (trio_voice.presence)
     └── recording_task  session.update record: audio and transcript to disk          (trio_voice.recording)
 
+The wire (``trio_voice.wire``) is the protocol the client speaks, ``/v1/voice``'s own or the OpenAI
+Realtime API's; it is chosen when the session opens and everything else here is the same for both,
+except that a realtime session offers no resume (the API has no ``seq``): it ends with its connection.
+
 The connection is not in this tree: it is a writer target that attaches to the session and detaches
-from it (``trio_voice.session_link`` reads its frames and writes the outbox to it). The session outlives
-a connection that drops without a close frame for ``resume_ttl`` seconds: its reply keeps running (its
-events kept in the bounded replay log) and a client that sends ``session.resume`` is attached again and
-receives everything it missed, ``seq`` going on. When the TTL expires first, the session ends: the reply
-is cancelled (``client_disconnected``), finished replies that never reached the client are queued for its
-user (``trio_voice.offline``). A client that closes the connection properly ends the session at once.
+from it (``trio_voice.session_link`` reads its frames and writes the outbox to it). A native session
+outlives a connection that drops without a close frame for ``resume_ttl`` seconds: its reply keeps
+running (its events kept in the bounded replay log) and a client that sends ``session.resume`` is
+attached again and receives everything it missed, ``seq`` going on. When the TTL expires first, the
+session ends: the reply is cancelled (``client_disconnected``), finished replies that never reached the
+client are queued for its user (``trio_voice.offline``). A client that closes the connection properly
+ends the session at once.
 
 Interruption is ``TurnHandle.cancel(reason)``: one cancel scope around one turn nursery, reached through
 the session's ``TurnControl``. The turn's ``response.done`` is sent by ``converse_task`` after that nursery
 has exited, through the same unbuffered channel as every other event, so nothing of a reply can follow
-its ``response.done``; the writer's ``ServerConnection`` would refuse it if it did.
+its ``response.done``; the wire's connection object would refuse it if it did.
 
 Error handling (the session boundary, the only broad catch): a trio-voice error that escapes every handler
-is sent to the client as an ``error`` event (with the next ``seq``) and the connection is closed with
+is sent to the client as an ``error`` event (after everything sent) and the connection is closed with
 1011; anything else is logged with its traceback and closes the connection with 1011. Neither reaches
 the host's nursery: one session's failure ends that session only.
 """
@@ -38,7 +43,6 @@ from functools import partial
 
 import trio
 
-from . import codec
 from .auth import Identity
 from .codec import codes
 from .converse import converse_task
@@ -59,7 +63,8 @@ from .session_state import SessionState, default_turn_detection
 from .shared import SessionRoute
 from .turn_control import TurnControl
 from .watchdogs import shutdown_task
-from .writer import Outgoing, emitter, frame_for, send_task
+from .wire import Wire
+from .writer import Outgoing, emitter, send_task
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +74,23 @@ AUDIO_BURST_S = 2.0
 LAST_WORDS_TIMEOUT = 1.0
 
 
-async def open_session(host: SessionHost, identity: Identity) -> tuple[LiveSession, Attachment]:
-    """Start a fresh session for a new connection in ``host``; return it, attached to that connection.
+async def open_session(host: SessionHost, identity: Identity, wire: Wire) -> tuple[LiveSession, Attachment]:
+    """Start a fresh session for a new connection in ``host``, speaking ``wire`` (which belongs to it from
+    now on); return it, attached to that connection.
 
     Raises:
         TrioVoiceError: the session could not start (the store failed creating its conversation).
     """
-    result: tuple[LiveSession, Attachment] = await host.start(run_session, identity=identity)
+    result: tuple[LiveSession, Attachment] = await host.start(run_session, identity=identity, wire=wire)
     return result
 
 
 async def run_session(
-    *, host: SessionHost, identity: Identity, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
+    *,
+    host: SessionHost,
+    identity: Identity,
+    wire: Wire,
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one session until its client is gone for good; ``task_status.started((live, attachment))``
     once it has sent ``session.created`` to the connection that opened it.
@@ -100,18 +110,20 @@ async def run_session(
         session_id=new_id("sess"),
         conversation_id=conversation_id,
         instructions=config.system_prompt,
-        input_sample_rate=config.input_sample_rate,
-        turn_detection=default_turn_detection(config, voice=voice, semantic=engines.turn_model is not None),
+        input_sample_rate=wire.input_sample_rate or config.input_sample_rate,
+        turn_detection=default_turn_detection(
+            config, voice=voice, semantic=engines.turn_model is not None and wire.semantic_turns
+        ),
         language=config.language,
         turns=TurnControl(services.replies),
     )
     state.turns.background = state.narrations.next_turn
     if identity.user_id is not None:
         state.user.set_user(identity.user_id, from_token=True)
-    token = secrets.token_urlsafe(32) if config.resume_ttl > 0 else None
+    resumable = wire.resumable and config.resume_ttl > 0
+    token = secrets.token_urlsafe(32) if resumable else None
     log = ReplayLog(max_frames=config.replay_buffer_events, max_bytes=config.replay_buffer_bytes)
-    live = LiveSession(state, Outbox(log), token)
-    connection = codec.ServerConnection()
+    live = LiveSession(state, Outbox(log), token, wire)
     if token is not None:
         await shared.put_route(
             SessionRoute(state.session_id, shared.instance_id, token_digest(token), identity.user_id)
@@ -119,7 +131,7 @@ async def run_session(
     host.live[state.session_id] = live
     services.sessions.add(state)
     telemetry.session_opened()
-    logger.info("session %s opened (conversation %s)", state.session_id, conversation_id)
+    logger.info("session %s opened on %s (conversation %s)", state.session_id, wire.name, conversation_id)
     how = "closed"
     try:
         with live.scope:
@@ -131,7 +143,7 @@ async def run_session(
                     partial(
                         send_task,
                         out_rx,
-                        connection,
+                        wire.render,
                         live.outbox,
                         tap=recording.on_sent,
                         on_sent=state.playback.on_sent,
@@ -184,13 +196,17 @@ async def run_session(
                     )
                 task_status.started((live, attachment))
                 with out_tx, audio_tx:
-                    how = await wait_for_end(live.outbox, ttl=config.resume_ttl, on_connected=live.connected)
+                    how = await wait_for_end(
+                        live.outbox, ttl=config.resume_ttl if resumable else 0, on_connected=live.connected
+                    )
                 nursery.cancel_scope.cancel()
+            if how == "expired" and not wire.resumable:
+                how = "closed"  # a realtime session ends with its connection: no client can come back
             if how == "expired":
                 await _expire(live, services)
     except* TrioVoiceError as group:
         how = "closed"
-        await _last_words(live, connection, group.exceptions[0])
+        await _last_words(live, group.exceptions[0])
     except* Exception:
         how = "closed"
         logger.exception("session %s ended by an unexpected error", state.session_id)
@@ -225,16 +241,18 @@ async def _expire(live: LiveSession, services: Services) -> None:
             )
 
 
-async def _last_words(live: LiveSession, connection: codec.ServerConnection, exc: BaseException) -> None:
+async def _last_words(live: LiveSession, exc: BaseException) -> None:
     """Tell the client about the error that ends the session, numbered after everything sent, then close.
 
-    Every task of the session has ended, so nothing else writes; the frame is kept even if the log is full.
+    Every task of the session has ended, so nothing else writes (nor renders); the frames are kept even if
+    the log is full.
     """
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     assert isinstance(exc, TrioVoiceError)
     logger.error("session %s: ending on %s: %s", live.state.session_id, exc.code, exc)
-    live.outbox.append_last(frame_for(connection, Outgoing(ErrorEvent(exc.code, exc.message))))
+    for frame in live.wire.render(Outgoing(ErrorEvent(exc.code, exc.message))):
+        live.outbox.append_last(frame)
     live.outbox.close(CloseConnection(codes.CLOSE_INTERNAL_ERROR, exc.code))
 
 

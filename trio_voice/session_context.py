@@ -14,7 +14,7 @@ import trio
 from .codec import codes
 from .config import Config
 from .engines import Engines
-from .errors import TrioVoiceError
+from .errors import StorageError, TrioVoiceError
 from .events import ErrorEvent
 from .input_audio import InputAudio
 from .lifecycle import Shutdown
@@ -59,6 +59,14 @@ class SessionContext:
         """Tell the client about an error that is not part of a reply (those carry their response_id)."""
         self.telemetry.error(exc.code)
         await self.send(ErrorEvent(exc.code, exc.message, reason=reason), request_id)
+
+    async def add_user_message(self, text: str, item_id: str | None, request_id: str | None) -> None:
+        """Store words of the user that ask for no reply now (a later ``respond`` request sees them).
+        A store failure is told to the client, not raised: the session goes on."""
+        try:
+            await self.engines.store.add_message(self.state.conversation_id, "user", text, item_id=item_id)
+        except StorageError as exc:
+            await self.error(exc, request_id)
 
     async def request_turn(self, turn: PendingTurn) -> None:
         """Ask for a reply (the newest request wins; see ``TurnControl``); refused while shutting down."""

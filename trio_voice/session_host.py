@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .session_context import SessionContext
     from .session_state import SessionState
     from .turn_control import TurnHandle
+    from .wire import Wire
 
 
 def token_digest(token: str) -> str:
@@ -80,7 +81,8 @@ class LiveSession:
 
     state: SessionState
     outbox: Outbox
-    resume_token: str | None
+    resume_token: str | None  # None: no resume offered (resume_ttl 0, or a wire without one)
+    wire: Wire  # the protocol its client speaks (its receiver and writer share it)
     ctx: SessionContext | None = None
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)  # the session nursery's
     ended: trio.Event = attrs.field(factory=trio.Event)

@@ -16,6 +16,8 @@ session goes on. ::
 How the connection ends decides the session's fate: a close frame from the client ends the session at
 once (its reply cancelled, ``client_disconnected``); a connection that breaks without one (a dropped
 network, no answer to pings) only detaches, and the session waits ``resume_ttl`` seconds for a resume.
+A session whose wire offers no resume (``/v1/realtime``: the API has no ``seq``) ends with its
+connection, however it ends; ``session.resume`` is a message of ``/v1/voice`` only.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from .receive import Lost, receive_task
 from .session import open_session
 from .session_host import LiveSession, ResumeRefused, SessionHost
 from .watchdogs import wait_heartbeat_lost
-from .writer import deliver_task
+from .wire import Wire
+from .writer import Outgoing, deliver_task
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +57,19 @@ class Switch:
     attachment: Attachment
 
 
-async def serve_connection(ws: WebSocketConnection, *, host: SessionHost, identity: Identity) -> None:
+async def serve_connection(
+    ws: WebSocketConnection, *, host: SessionHost, identity: Identity, wire: Wire
+) -> None:
     """Serve one accepted connection until it closes, or breaks (its session then waits for a resume).
+    ``wire`` is the protocol the connection speaks: its fresh session's.
 
     Raises:
         TrioVoiceError: the session could not start (after the client was told, as seq 1).
     """
     try:
-        live, attachment = await open_session(host, identity)
+        live, attachment = await open_session(host, identity, wire)
     except TrioVoiceError as exc:
-        await _refuse(ws, exc)
+        await _refuse(ws, wire, exc)
         raise
     first = True
     while True:
@@ -74,7 +80,7 @@ async def serve_connection(ws: WebSocketConnection, *, host: SessionHost, identi
             live, attachment = outcome.live, outcome.attachment
             host.services.telemetry.resume("resumed")
             continue
-        if isinstance(outcome, Lost) and outcome.clean:
+        if isinstance(outcome, Lost) and (outcome.clean or not live.wire.resumable):
             live.end("closed")
         elif attachment.replaced:
             with trio.move_on_after(LAST_WORDS_TIMEOUT):
@@ -160,7 +166,9 @@ async def attached(
         if host.services.config.heartbeat_interval > 0:
             conn.start_soon(heartbeat, host.services.config.heartbeat_interval)
         try:
-            outcome = await receive_task(ws, ctx=ctx, on_resume=on_resume if may_resume else None)
+            outcome = await receive_task(
+                ws, ctx=ctx, wire=live.wire, on_resume=on_resume if may_resume else None
+            )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             if not live.ended.is_set():
                 raise  # the session's channels closed under a live session: a bug
@@ -168,11 +176,12 @@ async def attached(
     return outcome
 
 
-async def _refuse(ws: WebSocketConnection, exc: TrioVoiceError) -> None:
-    """Tell the client why no session could start (its only event, seq 1)."""
+async def _refuse(ws: WebSocketConnection, wire: Wire, exc: TrioVoiceError) -> None:
+    """Tell the client why no session could start (its only event, seq 1), in ``wire``'s protocol."""
     logger.error("session not started: %s: %s", exc.code, exc)
     with trio.move_on_after(LAST_WORDS_TIMEOUT):
         try:
-            await ws.send_message(codec.ServerConnection().send(ErrorEvent(exc.code, exc.message)))
+            for frame in wire.render(Outgoing(ErrorEvent(exc.code, exc.message))):
+                await ws.send_message(frame.text)
         except ConnectionClosed:
             pass

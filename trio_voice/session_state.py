@@ -58,7 +58,9 @@ class SessionState:
     """The facts a session's tasks share. Read by ``/v1/sessions``; written only by the session's own tasks.
 
     ``turns`` is the session's :class:`~trio_voice.turn_control.TurnControl`: requests, cancels and
-    barge-ins go through it to the one task that runs turns.
+    barge-ins go through it to the one task that runs turns. ``create_response`` off: a final transcript
+    is stored as the user's message and asks for no reply (the realtime API's manual turns and
+    ``create_response: false``); ``interrupt_response`` off: speech does not cancel a running reply.
     """
 
     session_id: str
@@ -67,6 +69,8 @@ class SessionState:
     output_audio: bool = True
     input_sample_rate: int = 16000
     turn_detection: codec.TurnDetection = attrs.field(factory=codec.TurnDetection)
+    create_response: bool = True
+    interrupt_response: bool = True
     input_audio_format: str = "pcm16"
     output_audio_format: str = "pcm16"
     voice: str | None = None  # None: the server's default voice

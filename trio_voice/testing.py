@@ -284,10 +284,18 @@ class FakeStore:
         *,
         interrupted: bool = False,
         response_id: str | None = None,
+        item_id: str | None = None,
     ) -> None:
         await self._call()
-        message = StoredMessage(role, text, interrupted, response_id, float(len(self.turns)))
+        message = StoredMessage(role, text, interrupted, response_id, float(len(self.turns)), item_id)
         self.conversations.setdefault(conversation_id, []).append(message)
+
+    async def delete_message(self, conversation_id: str, item_id: str) -> bool:
+        await self._call()
+        messages = self.conversations.get(conversation_id, [])
+        kept = [m for m in messages if m.item_id != item_id]
+        self.conversations[conversation_id] = kept
+        return len(kept) < len(messages)
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
         await self._call()

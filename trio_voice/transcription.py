@@ -7,7 +7,12 @@ in order, so one session's burst never piles work in front of everyone else's on
 - :class:`SpeculationJob`: the speech so far at a tentative pause (semantic turn detection); its transcript
   becomes a speculative reply's request, its ``transcript.final`` held with that reply. Skipped when the
   speculation was abandoned while it waited.
-- :class:`ClipJob`: a ``transcribe`` clip, answered with ``transcript.final`` and no reply.
+- :class:`ClipJob`: a ``transcribe`` clip, answered with ``transcript.final`` and no reply; with an
+  ``item_id`` it is a user message (a realtime ``input_audio`` item), stored before the requests it held go on.
+
+When the session asks for no replies to speech (``SessionState.create_response`` off), a final's words
+are stored as the user's message (under the item id its ``speech_started`` named) instead of asking for
+a reply, before the requests it held go on.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class FinalJob:
     marks: dict[str, float]
     request_id: str | None
     clear_speech: bool = False
+    item_id: str | None = None  # the user message the transcript becomes
 
 
 @attrs.frozen
@@ -60,6 +66,9 @@ class ClipJob:
     audio: np.ndarray = attrs.field(repr=_samples)
     request_id: str | None
     language: str | None = None  # None: the session's
+    item_id: str | None = None
+    text: str = ""  # typed words of the same user message, stored before the transcript
+    announced: bool = False  # the receiver announced it: one transcription_done is owed
 
 
 TranscriptionJob = FinalJob | SpeculationJob | ClipJob
@@ -122,6 +131,9 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
             return
         job.marks["transcript_final"] = trio.current_time()
         await ctx.send(TranscriptFinal(text, detected), job.request_id)
+        if text and not ctx.state.create_response:
+            await ctx.add_user_message(text, job.item_id, job.request_id)
+            return
         if text:
             turn = PendingTurn(
                 TurnKind.CHAT,
@@ -131,6 +143,7 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
                 speech_marks=job.marks,
                 spoken=True,
                 language=detected,
+                item_id=job.item_id,
             )
     finally:
         if turn is None:
@@ -182,9 +195,20 @@ async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
 
 
 async def _clip(job: ClipJob, *, ctx: SessionContext) -> None:
+    """A clip's transcript; a clip that is a user message is stored (its typed words too, whatever the
+    recognizer did) before the requests it held go on."""
+    text = ""
     try:
-        text, detected = await recognize(job.audio, job.language or ctx.state.language, ctx=ctx)
-    except RecognitionError as exc:
-        await ctx.error(exc, job.request_id)
-        return
-    await ctx.send(TranscriptFinal("" if is_hallucination(text) else text, detected), job.request_id)
+        try:
+            heard, detected = await recognize(job.audio, job.language or ctx.state.language, ctx=ctx)
+        except RecognitionError as exc:
+            await ctx.error(exc, job.request_id)
+        else:
+            text = "" if is_hallucination(heard) else heard
+            await ctx.send(TranscriptFinal(text, detected), job.request_id)
+        words = " ".join(part for part in (job.text, text) if part)
+        if job.item_id is not None and words:
+            await ctx.add_user_message(words, job.item_id, job.request_id)
+    finally:
+        if job.announced:
+            ctx.state.turns.transcription_done(None)

@@ -16,7 +16,11 @@ Rules:
   transcribed, a request is held. A spoken final that was held is merged with the next spoken final
   (utterance 1's final arriving after utterance 2 began becomes one turn with both), never answered
   over the user; a typed request waits until the user has finished.
-- **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts.
+- **Barge-in** cancels the running reply (``turn_detected``) the moment speech starts, unless the session
+  turned interruption off (the realtime API's ``interrupt_response: false``): the reply then goes on,
+  and only new requests are held.
+- **A cancel** stops the running reply; with none running, it cancels the request waiting to start,
+  which is then opened and closed with that reason like a superseded one.
 - **Background work waits for quiet.** A ``background`` source (the session's narrations) is asked for
   a turn only when no request waits, none is held and no turn runs; call :meth:`TurnControl.poke`
   when what it would answer changes.
@@ -47,8 +51,9 @@ from .pause import PauseGate
 
 
 class TurnKind(StrEnum):
-    CHAT = "chat"  # ask the LLM
+    CHAT = "chat"  # store the user's words, then ask the LLM
     SPEAK = "speak"  # say the given text
+    RESPOND = "respond"  # ask the LLM to answer the conversation as it stands (no new user words)
     NARRATE = "narrate"  # go on with a narration (trio_voice.narration)
 
 
@@ -58,6 +63,8 @@ class PendingTurn:
 
     ``started_at`` is when the user finished asking (the end of speech for a spoken turn): every latency
     of the reply is measured from it. ``spoken`` marks a final transcript, which may merge with the next.
+    ``item_id`` names the user's message in the store (a realtime item); ``instructions`` and
+    ``output_audio``, when set, replace the session's for this reply only (``response.create``).
     """
 
     kind: TurnKind
@@ -66,6 +73,9 @@ class PendingTurn:
     started_at: float
     speech_marks: Mapping[str, float] = attrs.field(factory=dict)  # spoken turns: VAD/STT times
     spoken: bool = False
+    item_id: str | None = None  # the user's message in the store (a realtime item)
+    instructions: str | None = None  # this reply only: instead of the session's
+    output_audio: bool | None = None  # this reply only: instead of the session's
     voice: str | None = None  # None: the session's voice
     language: str | None = None  # the language it was asked in, when detected (language "auto")
     narration: Any = None  # NARRATE turns: the trio_voice.narration.Narration to go on with
@@ -151,7 +161,7 @@ class TurnControl:
         self._replies = replies
         self._typing = False
         self._pending: PendingTurn | None = None
-        self._superseded: list[PendingTurn] = []
+        self._superseded: list[tuple[PendingTurn, CancelReason]] = []
         self._current: TurnHandle | None = None
         self._speaking = False
         self._transcribing = 0  # spoken utterances whose final transcript is still coming
@@ -196,27 +206,34 @@ class TurnControl:
             if waiting.spoken and turn.spoken:
                 turn = waiting.merged_with(turn)
             else:
-                self._superseded.append(waiting)
+                self._superseded.append((waiting, CancelReason.NEW_MESSAGE))
         self._pending = turn
         if self._current is not None:
             self._current.cancel(CancelReason.NEW_MESSAGE)
         self._notify()
 
     def cancel(self, reason: CancelReason, response_id: str | None = None) -> bool:
-        """Cancel the running reply (only if it is ``response_id``, when given); False if none matched."""
+        """Cancel the running reply (only if it is ``response_id``, when given), or with none running and
+        no id given, the request waiting to start. False if nothing matched."""
         running = self._current
-        if running is None or (response_id is not None and response_id != running.response_id):
-            return False
-        if running.gate is not None:
-            return False  # a speculative reply the client has not seen: nothing of it is running for them
-        running.cancel(reason)
-        return True
+        if running is not None and response_id in (None, running.response_id):
+            if running.gate is not None:
+                return False  # a speculative reply the client has not seen: nothing of it is running for them
+            running.cancel(reason)
+            return True
+        if running is None and response_id is None and self._pending is not None:
+            self._superseded.append((self._pending, reason))
+            self._pending = None
+            self._notify()
+            return True
+        return False
 
-    def speech_started(self, at: float) -> None:
-        """The user started speaking (at server time ``at``): barge in on the running reply, hold the rest."""
+    def speech_started(self, at: float, *, interrupt: bool = True) -> None:
+        """The user started speaking (at server time ``at``): barge in on the running reply (unless
+        ``interrupt`` is off), hold the rest."""
         self._speaking = True
         running = self._current
-        if running is not None:
+        if running is not None and interrupt:
             if running.speech_started_at is None:
                 running.speech_started_at = at
             running.cancel(CancelReason.TURN_DETECTED)
@@ -338,10 +355,10 @@ class TurnControl:
         self._notify()
 
     # --- the owner (converse_task) ---------------------------------------------------------------------
-    async def wait_next(self) -> tuple[list[PendingTurn], PendingTurn | None]:
-        """Wait until there is something to do; return the superseded requests to close, in order, and
-        the request to start now (None while it is held). A speculative request is started gated (see
-        :meth:`start_speculation`) and is not returned here."""
+    async def wait_next(self) -> tuple[list[tuple[PendingTurn, CancelReason]], PendingTurn | None]:
+        """Wait until there is something to do; return the superseded (or cancelled) requests to close, in
+        order, each with its reason, and the request to start now (None while it is held). A speculative
+        request is started gated (see :meth:`start_speculation`) and is not returned here."""
         while (
             not self._superseded
             and (self._pending is None or self._waits(self._pending))

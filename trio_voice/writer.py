@@ -1,11 +1,14 @@
-"""The only writer of a session's events: events in, through the protocol's connection object, frames out.
+"""The only writer of a session's events: events in, through the session's wire protocol, frames out.
 
 Every event of a session reaches its client through :func:`send_task`, by way of an unbuffered channel:
 when a sender's ``send`` returns, the writer holds the event; when it is cancelled, the event was never
-taken. The writer numbers nothing itself: ``codec.ServerConnection`` owns ``seq`` and checks each reply's
-lifecycle, so a bug that would send a reply event after its ``response.done`` fails loudly instead.
+taken. The writer numbers and checks nothing itself: the session's wire renders each event (``Wire.render``)
+through the protocol's connection object (``codec.ServerConnection`` owns ``seq``, the realtime
+``RealtimeConnection`` its event ids), which checks each reply's lifecycle, so a bug that would send a
+reply event after its ``response.done`` fails loudly instead. One event may become several frames (a
+realtime ``response.done`` is preceded by the ``*.done`` events of its parts); they are kept in order.
 
-The writer does not write to a socket: it appends each numbered frame to the session's
+The writer does not write to a socket: it appends each frame to the session's
 :class:`~trio_voice.outbox.Outbox`, and :func:`deliver_task`, run by whichever connection is attached,
 writes them out in order. So a session goes on while its connection is gone (see ``trio_voice.outbox``),
 and its ``seq`` goes on across a resume.
@@ -25,7 +28,16 @@ from .codec.codes import ReplyStatus
 from .outbox import Attachment, CloseConnection, Outbox
 from .replay import Frame
 
-__all__ = ["CloseConnection", "Outgoing", "deliver_task", "emitter", "frame_for", "send_task"]
+__all__ = [
+    "CloseConnection",
+    "Outgoing",
+    "Render",
+    "deliver_task",
+    "emitter",
+    "frame_for",
+    "numbered",
+    "send_task",
+]
 
 # Seconds a closing handshake may take before the connection is dropped.
 CLOSE_TIMEOUT = 2.0
@@ -66,17 +78,27 @@ def frame_for(connection: codec.ServerConnection, item: Outgoing) -> Frame:
     return Frame(connection.seq, codec.event_type(event), text, done)
 
 
+#: How a session's events become its frames, in order (``Wire.render``; :func:`numbered` for protocol v1).
+Render = Callable[[Outgoing], list[Frame]]
+
+
+def numbered(connection: codec.ServerConnection) -> Render:
+    """Protocol v1's rendering: one frame per event, numbered by ``connection`` (see :func:`frame_for`)."""
+    return lambda item: [frame_for(connection, item)]
+
+
 async def send_task(
     out_rx: trio.MemoryReceiveChannel[Outgoing | CloseConnection],
-    connection: codec.ServerConnection,
+    render: Render,
     outbox: Outbox,
     *,
     tap: Tap | None = None,
     on_sent: Callable[[Any, float], None] | None = None,
 ) -> None:
-    """Number every event and keep it in the outbox, in order, until the channel closes.
+    """Render every event and keep its frames in the outbox, in order, until the channel closes.
 
-    ``tap(event)`` sees each event once it is numbered (the session's recording listens here, so it
+    ``render`` is the session wire's (``Wire.render``, or :func:`numbered` for a protocol v1 stream).
+    ``tap(event)`` sees each event once it is rendered (the session's recording listens here, so it
     records exactly what was sent); ``on_sent(event, time)`` hears it too (the echo guard's record of
     reply audio: while a connection is attached, frames are written as they are kept). Raises
     ``LocalProtocolError`` for an event the protocol forbids: a bug, which ends the session.
@@ -86,12 +108,13 @@ async def send_task(
             if isinstance(item, CloseConnection):
                 outbox.close(item)
                 continue
-            frame = frame_for(connection, item)
+            frames = render(item)
             # The tap hears the event before any connection can see it: a client that reacts to it (say,
             # stops the recording) must find it already recorded.
             if tap is not None:
                 await tap(item.event)
-            await outbox.append(frame)
+            for frame in frames:
+                await outbox.append(frame)
             if on_sent is not None:
                 on_sent(item.event, trio.current_time())
 

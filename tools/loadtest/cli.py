@@ -5,6 +5,9 @@ Example (four levels, spoken questions, a fifth of the turns interrupted by barg
     python -m tools.loadtest --url ws://127.0.0.1:8765/v1/voice --sessions 1,2,4,8 --ramp 2 \\
         --turns 5 --questions ~/.cache/trio-voice/bench-speech/*.wav --interrupt-share 0.2 \\
         --interrupt-by speech --report out.json --plot out.png
+
+The same against the OpenAI Realtime API endpoint: ``--protocol realtime`` (the URL defaults to
+``ws://127.0.0.1:8765/v1/realtime?model=trio-voice``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from .run import run_level, wall_clock
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.loadtest", description="Load-test a trio-voice server.")
-    p.add_argument("--url", default="ws://127.0.0.1:8765/v1/voice", help="the server's /v1/voice URL")
+    p.add_argument(
+        "--url", help="the server's endpoint (default ws://127.0.0.1:8765/v1/voice, or /v1/realtime)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("voice", "realtime"),
+        default="voice",
+        help="/v1/voice's own protocol, or the OpenAI Realtime API at /v1/realtime",
+    )
     p.add_argument(
         "--sessions", default="10", help="concurrent sessions; a comma list runs one level each (1,2,4)"
     )
@@ -93,6 +104,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         turn_timeout=args.turn_timeout,
         conversation_turns=args.conversation_turns,
         listen=args.listen,
+        protocol=args.protocol,
         drop_rate=args.drop_rate,
     )
 
@@ -120,8 +132,15 @@ def summary_text(level: dict) -> str:
     return "\n    ".join(parts)
 
 
+def default_url(protocol: str) -> str:
+    if protocol == "realtime":
+        return "ws://127.0.0.1:8765/v1/realtime?model=trio-voice"
+    return "ws://127.0.0.1:8765/v1/voice"
+
+
 async def run(args: argparse.Namespace) -> dict:
     plan = plan_from_args(args)
+    args.url = args.url or default_url(args.protocol)
     if args.duration is None and args.turns is None:
         args.duration = 30.0
     levels = []

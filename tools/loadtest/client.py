@@ -1,9 +1,10 @@
 """One scripted conversation over trio-websocket: ask, time the reply, interrupt some, think, repeat.
 
-``run_conversation`` opens one session and drives it by a :class:`~tools.loadtest.plan.Plan`. Three tasks
-share it: the reader (every server frame goes through the :class:`ProtocolChecker`, then updates the
-turn it belongs to), the microphone (spoken questions and silence in real-time paced binary frames),
-and the driver (the turn script). Each turn becomes a :class:`TurnSample` in the level's
+``run_conversation`` opens one session and drives it by a :class:`~tools.loadtest.plan.Plan`, in the
+plan's protocol (``/v1/voice``'s own or the realtime API: :mod:`~tools.loadtest.dialects`). Three tasks
+share it: the reader (every server frame goes through the dialect's checker, then updates the turn it
+belongs to), the microphone (spoken questions and silence in real-time paced frames), and the driver
+(the turn script). Each turn becomes a :class:`TurnSample` in the level's
 :class:`Recorder`; failures become error counts by kind, never exceptions.
 
 Resource handling: the WebSocket and the tasks live in the conversation's nursery; cancelling the caller
@@ -19,9 +20,7 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from trio_voice import codec
-
-from .checks import ProtocolChecker
+from .dialects import Checker, Dialect, dialect_for
 from .plan import SAMPLE_RATE, Plan, Question
 from .report import REPLY_TEXT_CHARS, Recorder, TurnSample
 from .resume import ResumableSocket
@@ -94,7 +93,8 @@ class Microphone:
     utterance queued during the tail silence of the previous one starts at once: the user barges in.
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.frame_bytes = SAMPLE_RATE * plan.frame_ms // 1000 * 2
         self.frame_s = plan.frame_ms / 1000.0
         self.tail = bytes(int(plan.tail_silence_s * SAMPLE_RATE) * 2)
@@ -116,7 +116,7 @@ class Microphone:
             while True:
                 if not self.queue:
                     if self.idle_audio:
-                        await ws.send_message(silence)
+                        await ws.send_message(self.dialect.audio(silence))
                         next_at += self.frame_s
                         await trio.sleep_until(next_at)
                         continue
@@ -131,7 +131,7 @@ class Microphone:
                 for offset in range(0, len(pcm), self.frame_bytes):
                     if offset >= q.speech_end + self.frame_bytes and self.queue:
                         break  # the next utterance (a barge-in) cuts this one's tail silence short
-                    await ws.send_message(pcm[offset : offset + self.frame_bytes])
+                    await ws.send_message(self.dialect.audio(pcm[offset : offset + self.frame_bytes]))
                     end = offset + self.frame_bytes
                     now = trio.current_time()
                     if utterance.started_at is None and end > q.speech_start:
@@ -152,6 +152,7 @@ class Conversation:
 
     recorder: Recorder
     scope: trio.CancelScope
+    dialect: Dialect
     by_request: dict[str, Probe] = attrs.field(factory=dict)
     by_response: dict[str, Probe] = attrs.field(factory=dict)
     awaiting_voice: Probe | None = None  # the spoken question whose reply has not started yet
@@ -204,9 +205,10 @@ class Conversation:
                 probe, self.awaiting_voice = self.awaiting_voice, None
                 probe.end("no_reply", now)  # an empty transcript starts no reply
 
-    async def send(self, ws: WebSocketConnection, message: Any) -> None:
+    async def send(self, ws: WebSocketConnection, frames: list[str]) -> None:
         try:
-            await ws.send_message(codec.encode_client(message))
+            for frame in frames:
+                await ws.send_message(frame)
         except ConnectionClosed:
             self.lost("send")
 
@@ -219,7 +221,7 @@ class Conversation:
         self.scope.cancel()
 
 
-async def reader_task(ws: WebSocketConnection, checker: ProtocolChecker, conv: Conversation) -> None:
+async def reader_task(ws: WebSocketConnection, checker: Checker, conv: Conversation) -> None:
     while True:
         try:
             frame = await ws.get_message()
@@ -238,7 +240,7 @@ async def _ask(
         probe.request_id = f"q{turn}"
         conv.by_request[probe.request_id] = probe
         probe.asked_at = trio.current_time()
-        await conv.send(ws, codec.MessageCreate(text=question.text or "", request_id=probe.request_id))
+        await conv.send(ws, conv.dialect.ask(question.text or "", probe.request_id))
         return None
     assert mic is not None
     conv.awaiting_voice = probe
@@ -284,7 +286,7 @@ async def drive(
                     probe.sample.interrupt = plan.interrupt_by
                     if plan.interrupt_by == "cancel":
                         probe.interrupt_at = trio.current_time()
-                        await conv.send(ws, codec.ResponseCancel(response_id=probe.sample.response_id))
+                        await conv.send(ws, [conv.dialect.cancel(probe.sample.response_id)])
                     else:
                         question = plan.barge_in_speech(session, turn)
                         t = round(trio.current_time() - t0, 3)
@@ -327,7 +329,8 @@ async def run_conversation(
     """One WebSocket session from connect to close: turns ``first_turn`` … (``turns`` of them, or until
     cancelled). Returns how many turns it did, or ``None`` if it failed; never raises for server
     trouble: that is counted in ``recorder``."""
-    checker = ProtocolChecker()
+    dialect = dialect_for(plan.protocol, turn_detection=plan.turn_detection)
+    checker = dialect.checker()
     recorder.sessions_started += 1
     completed = False
     done = None
@@ -343,14 +346,11 @@ async def run_conversation(
                     code = first.get("code", first["type"]) if first else "undecodable"
                     recorder.error(f"refused:{code}")
                     return
-                if plan.turn_detection is not None:
-                    await ws.send_message(
-                        codec.encode_client(codec.SessionUpdate(turn_detection=plan.turn_detection))
-                    )
                 async with trio.open_nursery() as nursery:
-                    conv = Conversation(recorder, nursery.cancel_scope)
-                    mic = Microphone(plan) if plan.needs_audio else None
+                    conv = Conversation(recorder, nursery.cancel_scope, dialect)
+                    mic = Microphone(plan, dialect) if plan.needs_audio else None
                     link = ResumableSocket(ws, first, checker, recorder, url=url, nursery=nursery)
+                    await conv.send(link, dialect.setup())
                     nursery.start_soon(reader_task, link, checker, conv)
                     if mic is not None:
                         nursery.start_soon(mic.run, link)

@@ -165,6 +165,9 @@ class Plan:
             default), e.g. to compare ``semantic`` with ``server_vad`` on one server.
         drop_rate: fraction of turns during which the connection is dropped abruptly (no close frame)
             after the reply's first audio, then resumed with ``session.resume``.
+        protocol: ``"voice"`` (``/v1/voice``) or ``"realtime"`` (``/v1/realtime``, the OpenAI Realtime
+            API); the URL must be the matching endpoint. ``drop_rate`` and ``turn_detection`` are
+            /v1/voice's only (the realtime API has no resume, and keeps server_vad).
     """
 
     questions: tuple[Question, ...] = attrs.field(converter=tuple)
@@ -180,6 +183,12 @@ class Plan:
     listen: bool = False
     turn_detection: codec.TurnDetection | None = None
     drop_rate: float = 0.0
+    protocol: str = attrs.field(default="voice", validator=attrs.validators.in_(("voice", "realtime")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.protocol == "realtime" and (self.drop_rate > 0 or self.turn_detection is not None):
+            # The realtime API has no session.resume, and its turn detection is server_vad.
+            raise ValueError("drop_rate and turn_detection are /v1/voice settings, not realtime ones")
 
     @property
     def needs_audio(self) -> bool:

@@ -37,7 +37,7 @@ from trio_voice.session_host import ResumeRefused, SessionHost, token_digest
 from trio_voice.session_state import SessionState
 from trio_voice.shared import SessionRoute
 from trio_voice.turn_control import PendingTurn, TurnControl, TurnHandle, TurnKind
-from trio_voice.writer import Outgoing, emitter, send_task
+from trio_voice.writer import Outgoing, emitter, numbered, send_task
 
 from .app import Request
 
@@ -91,7 +91,7 @@ async def run_stream(
     try:  # the stream's boundary: whatever happens here ends this stream only, never the host
         async with trio.open_nursery() as nursery:
             out_tx, out_rx = trio.open_memory_channel[Outgoing | CloseConnection](0)
-            nursery.start_soon(send_task, out_rx, codec.ServerConnection(), live.outbox)
+            nursery.start_soon(send_task, out_rx, numbered(codec.ServerConnection()), live.outbox)
 
             async def reply() -> None:
                 try:

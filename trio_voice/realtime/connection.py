@@ -6,7 +6,9 @@ protocol's state and nothing else. Its rules:
 - ``receive(frame)`` parses one client frame and checks it against the state (does the item exist, is a
   response running, is there audio to commit). It applies what the client changed (session settings,
   items added or deleted, the input buffer) and returns the event with the fields the session core
-  needs filled in (input audio at the recognizer's rate, item and response ids). The returned event's
+  needs filled in (input audio at the recognizer's rate, item and response ids). It is ``parse``
+  (the frame alone, nothing changes) then ``accept`` (the state), so that a session can apply its
+  rate limits between the two and refuse an event before it changed anything. The returned event's
   ``event_id`` is a request id unique in the connection (clients may omit or reuse theirs): the core
   echoes it as ``request_id``, and ``client_event_id`` maps it back to the client's own for ``error``
   events. A refusal raises ``RealtimeProtocolError`` and leaves the state unchanged.
@@ -120,7 +122,23 @@ class RealtimeConnection:
         Raises:
             RealtimeProtocolError: the event cannot be accepted now (the connection is unchanged).
         """
-        event = parse_client_event(frame, dialect=self.dialect, max_text_chars=self.max_text_chars)
+        return self.accept(self.parse(frame))
+
+    def parse(self, frame: str | bytes) -> ClientEvent:
+        """Parse one client frame into its event, with the client's own ``event_id``; nothing changes.
+
+        Raises:
+            RealtimeProtocolError: the frame is no event trio-voice accepts.
+        """
+        return parse_client_event(frame, dialect=self.dialect, max_text_chars=self.max_text_chars)
+
+    def accept(self, event: ClientEvent) -> ClientEvent:
+        """Check a parsed event against the state and apply it; return it as the core needs it, its
+        ``event_id`` now a request id unique in the connection (see the module docstring).
+
+        Raises:
+            RealtimeProtocolError: the event cannot be accepted now (the connection is unchanged).
+        """
         # Clients may leave event_id out or reuse one; the core needs a unique id to answer to.
         self._request_count += 1
         request_id = f"{self._request_prefix}{self._request_count}"
@@ -274,7 +292,7 @@ class RealtimeConnection:
         frames = self.frames
         match event:
             case events.ReplyCreated():
-                return self._start(event.response_id, request_id)
+                return self._start(event.response_id, request_id, event.item_id)
             case events.TextDelta() | events.PhraseReady() | events.AudioReady():
                 return response.content(self._running(event.response_id), event, frames)
             case events.ReplyDone():
@@ -294,7 +312,7 @@ class RealtimeConnection:
                     )
                 ]
             case events.SpeechStarted():
-                return self.input.speech_started(event.audio_start_ms)
+                return self.input.speech_started(event.audio_start_ms, event.item_id)
             case events.SpeechStopped():
                 return self.input.speech_stopped(event.audio_end_ms)
             case events.TranscriptFinal():
@@ -315,6 +333,10 @@ class RealtimeConnection:
             case events.TranscriptPartial() | events.WarningEvent() | events.Pong():
                 # Partials would be deltas of an item not added yet; warnings and pongs have no
                 # realtime counterpart. See protocol/realtime.md.
+                return []
+            case events.PresenceUpdate() | events.TypingUpdate() | events.SystemMessage():
+                # A session with a user hears its user's other sessions; the API has no users. A system
+                # message stays queued for the user's next /v1/voice session (nothing acknowledges it).
                 return []
             case InputAudioBufferCommit(item_id=str(item_id)) if item_id in self._created:
                 return committed(self._created.pop(item_id), self.frames)
@@ -363,14 +385,16 @@ class RealtimeConnection:
             raise LocalProtocolError(f"an event of response {response_id}, which is not the one running")
         return self._active
 
-    def _start(self, response_id: str, request_id: str | None) -> list[dict[str, Any]]:
+    def _start(self, response_id: str, request_id: str | None, item_id: str | None) -> list[dict[str, Any]]:
         if response_id in self._done:
             raise LocalProtocolError(f"response {response_id} created again after its response.done")
         if self._active is not None:
             raise LocalProtocolError(f"response {response_id} created while {self._active.id} is running")
         asked = (self._pending.pop(request_id, None) if request_id is not None else None) or ResponseCreate()
         output_format = asked.output_format or self.config.output_format
-        item = Item(self._new_id("item"), "assistant", [], status="in_progress", response_id=response_id)
+        # The core names the message it stores; the item takes that name, so a delete finds it.
+        item_id = item_id or self._new_id("item")
+        item = Item(item_id, "assistant", [], status="in_progress", response_id=response_id)
         self._active = Response(
             id=response_id,
             item=item,

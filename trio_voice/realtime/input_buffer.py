@@ -72,8 +72,13 @@ class InputBuffer:
     def expect_transcript(self, request_id: str, item_id: str) -> None:
         self._transcript_for[request_id] = item_id
 
-    def speech_started(self, audio_start_ms: int) -> list[dict[str, Any]]:
-        item_id = self._speech[0] if self._speech is not None else self._new_id("item")
+    def speech_started(self, audio_start_ms: int, item_id: str | None = None) -> list[dict[str, Any]]:
+        """Speech began: the item it will become is named now (by the core when it gives a name, so
+        that the stored message and the item agree)."""
+        if self._speech is not None:
+            item_id = self._speech[0]
+        elif item_id is None:
+            item_id = self._new_id("item")
         self._speech = (item_id, audio_start_ms)
         return [
             self._frames.event(

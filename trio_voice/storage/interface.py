@@ -33,7 +33,8 @@ ROLES = frozenset({"user", "assistant", "system"})
 # The version of the logical schema (tables, columns, meaning). Every backend keeps one migration per
 # version, so a version number means the same data model whatever the backend; bump it with all of them.
 # 2: offline_messages, the per-user queue of messages for users with no connection.
-SCHEMA_VERSION = 2
+# 3: messages have an ``item_id`` (the realtime API's item, for conversation.item.delete).
+SCHEMA_VERSION = 3
 
 # What an offline message is: a ``system`` message an operator sent, or a ``reply`` that finished after
 # its user had left.
@@ -49,6 +50,7 @@ class StoredMessage:
     interrupted: bool
     response_id: str | None
     created_at: float  # seconds since the epoch
+    item_id: str | None = None  # the client's name for the message (a realtime item id), if it has one
 
 
 @attrs.frozen
@@ -86,7 +88,10 @@ class ConversationStore(Protocol):
         *,
         interrupted: bool = False,
         response_id: str | None = None,
+        item_id: str | None = None,
     ) -> None: ...
+
+    async def delete_message(self, conversation_id: str, item_id: str) -> bool: ...
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]: ...
 

@@ -133,15 +133,28 @@ class PostgresStore:
         *,
         interrupted: bool = False,
         response_id: str | None = None,
+        item_id: str | None = None,
     ) -> None:
         """Append a message. Raises ``StorageError`` if the conversation does not exist."""
         check_role(role)
         await self._run(
             _execute,
-            "INSERT INTO messages (conversation_id, role, text, interrupted, response_id)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (conversation_id, role, text, interrupted, response_id),
+            "INSERT INTO messages (conversation_id, role, text, interrupted, response_id, item_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (conversation_id, role, text, interrupted, response_id, item_id),
         )
+
+    async def delete_message(self, conversation_id: str, item_id: str) -> bool:
+        """Delete the message named ``item_id`` from a conversation (see ``conversation.item.delete``).
+        Returns False if no such message is stored."""
+
+        def delete(conn: Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM messages WHERE conversation_id = %s AND item_id = %s", (conversation_id, item_id)
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(delete)
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
         """The newest ``limit`` messages of a conversation, oldest first (empty for an unknown id)."""
@@ -149,13 +162,20 @@ class PostgresStore:
 
         def query(conn: Connection) -> list[StoredMessage]:
             rows = conn.execute(
-                "SELECT role, text, interrupted, response_id, extract(epoch FROM created_at)::float8"
+                "SELECT role, text, interrupted, response_id, extract(epoch FROM created_at)::float8, item_id"
                 " FROM messages WHERE conversation_id = %s ORDER BY id DESC LIMIT %s",
                 (conversation_id, limit),
             ).fetchall()
             return [
-                StoredMessage(role=role, text=text, interrupted=interrupted, response_id=rid, created_at=at)
-                for role, text, interrupted, rid, at in reversed(rows)
+                StoredMessage(
+                    role=role,
+                    text=text,
+                    interrupted=interrupted,
+                    response_id=rid,
+                    created_at=at,
+                    item_id=item_id,
+                )
+                for role, text, interrupted, rid, at, item_id in reversed(rows)
             ]
 
         return await self._run(query)

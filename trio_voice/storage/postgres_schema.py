@@ -1,6 +1,6 @@
 """The PostgreSQL schema and its migrations, applied at start-up by every instance, safely at the same time.
 
-The tables mirror the SQLite ones (``sqlite._MIGRATIONS``) with PostgreSQL's own types: ``timestamptz``
+The tables mirror the SQLite ones (``sqlite_schema.MIGRATIONS``) with PostgreSQL's own types: ``timestamptz``
 stamped by the database clock (one clock for every instance, so the order of turns written by different
 instances is the order they happened), ``boolean`` for the interrupted flag, ``jsonb`` for the metrics
 (queryable: ``metrics->>'stt_ms'``), identity columns for the message order. Offline messages keep their
@@ -89,6 +89,10 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX offline_by_user ON offline_messages (user_id, seq);
     CREATE INDEX offline_by_expiry ON offline_messages (expires_at);
+    """,
+    3: """
+    ALTER TABLE messages ADD COLUMN item_id text;
+    CREATE INDEX messages_by_item ON messages (conversation_id, item_id) WHERE item_id IS NOT NULL;
     """,
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1)), "one migration per schema version"

@@ -151,15 +151,28 @@ class SQLiteStore:
         *,
         interrupted: bool = False,
         response_id: str | None = None,
+        item_id: str | None = None,
     ) -> None:
         """Append a message. Raises ``StorageError`` if the conversation does not exist."""
         check_role(role)
         await self._run(
             self._conn.execute,
-            "INSERT INTO messages (conversation_id, role, text, interrupted, response_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (conversation_id, role, text, int(interrupted), response_id, time.time()),
+            "INSERT INTO messages (conversation_id, role, text, interrupted, response_id, item_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, role, text, int(interrupted), response_id, item_id, time.time()),
         )
+
+    async def delete_message(self, conversation_id: str, item_id: str) -> bool:
+        """Delete the message named ``item_id`` from a conversation (``conversation.item.delete``): the
+        LLM no longer sees it. Returns False if no such message is stored."""
+
+        def delete() -> bool:
+            cursor = self._conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND item_id = ?", (conversation_id, item_id)
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(delete)
 
     async def history(self, conversation_id: str, *, limit: int) -> list[StoredMessage]:
         """The newest ``limit`` messages of a conversation, oldest first (empty for an unknown id)."""
@@ -167,15 +180,20 @@ class SQLiteStore:
 
         def query() -> list[StoredMessage]:
             rows = self._conn.execute(
-                "SELECT role, text, interrupted, response_id, created_at FROM messages"
+                "SELECT role, text, interrupted, response_id, created_at, item_id FROM messages"
                 " WHERE conversation_id = ? ORDER BY id DESC LIMIT ?",
                 (conversation_id, limit),
             ).fetchall()
             return [
                 StoredMessage(
-                    role=role, text=text, interrupted=bool(interrupted), response_id=rid, created_at=at
+                    role=role,
+                    text=text,
+                    interrupted=bool(interrupted),
+                    response_id=rid,
+                    created_at=at,
+                    item_id=item_id,
                 )
-                for role, text, interrupted, rid, at in reversed(rows)
+                for role, text, interrupted, rid, at, item_id in reversed(rows)
             ]
 
         return await self._run(query)

@@ -59,5 +59,9 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX offline_by_user ON offline_messages (user_id, seq);
     CREATE INDEX offline_by_expiry ON offline_messages (expires_at);
     """,
+    3: """
+    ALTER TABLE messages ADD COLUMN item_id TEXT;
+    CREATE INDEX messages_by_item ON messages (conversation_id, item_id) WHERE item_id IS NOT NULL;
+    """,
 }
 assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1)), "one migration per schema version"
