@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "plain sentences. Never use markdown, lists, code, emoji or special symbols. Spell out what a listener "
     "needs to hear."
 )
+
+
+# An instance's name goes into URLs (?instance=NAME) and the load balancer's map: keep it plain.
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def default_data_dir() -> Path:
@@ -110,6 +115,10 @@ class Config:
     data_dir: Path = setting(factory=default_data_dir, help="models cache and database", converter=Path)
     db_path: Path | None = setting(None, "SQLite file (default DATA_DIR/conversations.sqlite3)", flag="--db", converter=_optional_path)  # fmt: skip
     database_url: str | None = setting(None, "postgresql://user@host/db: a conversation store several instances share, instead of the SQLite file")  # fmt: skip
+    # --- several instances (issue 14): shared state in Redis, each instance named in resume routes ------
+    redis_url: str | None = setting(None, "redis://host:6379/0: resume routes, presence, typing and fan-out shared by several instances (default: in this process)")  # fmt: skip
+    redis_prefix: str = setting("trio-voice:", "prefix of every Redis key and channel (several deployments may share one Redis)")  # fmt: skip
+    instance_id: str | None = setting(None, "this instance's name in resume routes and session.created, as the load balancer routes it (?instance=NAME); default: a random one")  # fmt: skip
     history_messages: int = setting(20, "messages of context sent to the LLM per turn (newest kept)", minimum=1)  # fmt: skip
 
     # --- LLM --------------------------------------------------------------------------------------
@@ -231,6 +240,10 @@ class Config:
             user, sep, token = entry.partition("=")
             if not sep or not user.strip() or not token.strip():
                 raise ConfigError(f"user_tokens entries are USER=TOKEN, not {entry!r}")
+        if self.instance_id is not None and not INSTANCE_ID.fullmatch(self.instance_id):
+            raise ConfigError(
+                f"instance_id must be 1-64 letters, digits, '.', '_' or '-', not {self.instance_id!r}"
+            )
         first, longest = self.llama_restart_backoff
         if not 0 < first <= longest:
             raise ConfigError(
