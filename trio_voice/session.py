@@ -157,6 +157,7 @@ async def run_session(
                         conversation_id,
                         state.config_view(config, engines.voices),
                         token,
+                        shared.instance_id,
                     )
                 )
                 nursery.start_soon(

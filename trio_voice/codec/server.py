@@ -32,14 +32,23 @@ from .fields import is_integer, is_number
 _EVENTS: Mapping[type, tuple[str, Mapping[str, str]]] = {
     events.SessionCreated: (
         "session.created",
-        {"session_id": "str", "conversation_id": "str", "config": "object", "resume_token": "str?"},
+        {
+            "session_id": "str",
+            "conversation_id": "str",
+            "config": "object",
+            "resume_token": "str?",
+            "instance_id": "str?",
+        },
     ),
     events.SessionResumed: (
         "session.resumed",
         {"session_id": "str", "conversation_id": "str", "last_seq": "int", "replayed": "int"},
     ),
     events.SessionUpdated: ("session.updated", {"conversation_id": "str", "config": "object"}),
-    events.ErrorEvent: ("error", {"code": "str", "message": "str", "response_id": "str?", "reason": "str?"}),
+    events.ErrorEvent: (
+        "error",
+        {"code": "str", "message": "str", "response_id": "str?", "reason": "str?", "instance_id": "str?"},
+    ),
     events.WarningEvent: ("warning", {"code": "str", "message": "str", "response_id": "str?"}),
     events.Pong: ("pong", {}),
     events.SpeechStarted: ("input.speech_started", {"audio_start_ms": "int"}),
