@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instant fake models from trio_voice.testing, for load tests and benchmarks only",
     )
+    serve.add_argument(
+        "--fake-vad",
+        choices=("energy", "silero"),
+        default="energy",
+        help="with --fake-engines: the fake energy VAD, or the real Silero VAD (behind the energy gate)",
+    )
+    serve.add_argument(
+        "--fake-token-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --fake-engines: seconds between the fake LLM's tokens (a reply that takes a while)",
+    )
 
     prepare = commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
     prepare.add_argument(
@@ -189,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trio-voice serve: error: {message}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
-    from .runner import run_server
+    from .runner import FakeEngines, run_server
 
-    return run_server(config, fake_engines=args.fake_engines)
+    fake = FakeEngines(vad=args.fake_vad, token_delay=args.fake_token_delay) if args.fake_engines else None
+    return run_server(config, fake_engines=fake)
 
 
 if __name__ == "__main__":

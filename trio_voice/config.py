@@ -173,6 +173,8 @@ class Config:
     stt_threads: int = setting(1, "whisper.cpp threads", minimum=1)
     partial_interval: float = setting(0.5, "seconds of new speech between transcript.partial events", above=0)  # fmt: skip
     vad_threshold: float = setting(0.5, "speech probability above which audio counts as speech", minimum=0.0, maximum=1.0)  # fmt: skip
+    # The energy gate in front of Silero (trio_voice.vad): chunks quieter than this skip the model.
+    vad_gate_dbfs: float = setting(-70.0, "input quieter than this (chunk RMS, dBFS) for 256 ms skips the VAD model; -200 turns the gate off", minimum=-200.0, maximum=0.0)  # fmt: skip
     vad_silence_ms: int = setting(500, "silence that ends a user turn, in ms", minimum=0, maximum=10_000)
     vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
     input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip

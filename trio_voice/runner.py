@@ -7,6 +7,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import attrs
 import trio
 
 from .config import Config
@@ -17,20 +18,35 @@ from .server import Listening, serve
 logger = logging.getLogger(__name__)
 
 
+@attrs.frozen
+class FakeEngines:
+    """``--fake-engines`` and its knobs: which VAD is in the frame path, and how slow the fake LLM is."""
+
+    vad: str = "energy"  # "energy" (the fake) or "silero" (the real one, behind the energy gate)
+    token_delay: float = 0.0
+
+
 @asynccontextmanager
-async def open_fake_engines(config: Config) -> AsyncIterator[Engines]:
+async def open_fake_engines(config: Config, fake: FakeEngines | None = None) -> AsyncIterator[Engines]:
     """Instant fake models with a real store: for the capacity benchmark and load tests only."""
     from .storage import open_store
     from .testing import FakeLLM, FakeTTS, fake_voice_input
+    from .vad import gated_silero_factory
 
+    fake = fake or FakeEngines()
     async with open_store(config.store_location) as store:
         stt, vad_factory = fake_voice_input()
-        yield Engines(llm=FakeLLM(), tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
+        if fake.vad == "silero":
+            vad_factory = gated_silero_factory(config)  # type: ignore[assignment]
+        llm = FakeLLM(token_delay=fake.token_delay)
+        yield Engines(llm=llm, tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
 
 
-async def _main(config: Config, fake_engines: bool) -> None:
+async def _main(config: Config, fake_engines: FakeEngines | None) -> None:
     async with AsyncExitStack() as stack:
-        engines = await stack.enter_async_context(open_fake_engines(config)) if fake_engines else None
+        engines = (
+            await stack.enter_async_context(open_fake_engines(config, fake_engines)) if fake_engines else None
+        )
         shutdown = Shutdown()
         async with trio.open_nursery() as nursery:
 
@@ -56,7 +72,7 @@ async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
             shutdown.request()
 
 
-def run_server(config: Config, *, fake_engines: bool = False) -> int:
+def run_server(config: Config, *, fake_engines: FakeEngines | None = None) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     trio.run(_main, config, fake_engines)
     return 0

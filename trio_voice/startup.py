@@ -201,7 +201,7 @@ async def _load_stt(config: Config, loaded: Loaded) -> None:
     """whisper.cpp (converting the packaged tiny.en once, into the cache dir) and Silero VAD."""
     from .models.whisper_ggml import ensure_whisper_model
     from .stt import Recognizer
-    from .vad import SileroVAD
+    from .vad import gated_silero_factory
 
     model = config.stt_model
     if model is None:
@@ -209,4 +209,4 @@ async def _load_stt(config: Config, loaded: Loaded) -> None:
     stt = await trio.to_thread.run_sync(partial(Recognizer.load, model, threads=config.stt_threads))
     await trio.to_thread.run_sync(stt.transcribe_sync, np.zeros(stt.sample_rate, dtype=np.float32))  # warm-up
     loaded.stt = stt
-    loaded.vad_factory = SileroVAD
+    loaded.vad_factory = gated_silero_factory(config)
