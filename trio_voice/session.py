@@ -44,6 +44,7 @@ from .codec import codes
 from .converse import converse_task
 from .errors import TrioVoiceError
 from .events import ErrorEvent, SessionCreated, SessionUpdated
+from .fair_queue import current_flow
 from .ids import new_id
 from .limits import TokenBucket
 from .listen import listen_task
@@ -106,6 +107,7 @@ async def run_session(
         turns=TurnControl(services.replies),
     )
     state.turns.background = state.narrations.next_turn
+    current_flow.set(state.session_id)  # the session's model calls queue as one flow (fair_queue)
     if identity.user_id is not None:
         state.user.set_user(identity.user_id, from_token=True)
     token = secrets.token_urlsafe(32) if config.resume_ttl > 0 else None

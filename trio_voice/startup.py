@@ -19,6 +19,7 @@ import trio
 from .config import Config
 from .engines import TTS, Engines
 from .errors import ConfigError, ModelPreparationError
+from .fair_queue import FairLimiter
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
@@ -153,7 +154,7 @@ async def _load_tts(config: Config, loaded: Loaded) -> None:
     """The packaged voice and every ``--tts-model`` voice, all behind one shared limiter."""
     from .tts import Synthesizer
 
-    limiter = trio.CapacityLimiter(config.tts_instances)
+    limiter = FairLimiter(config.tts_instances)
     sources = [
         (None, read_voice_info_packaged()),
         *((path, read_voice_info(path)) for path in config.tts_model),
