@@ -199,6 +199,9 @@ class Config:
     max_narration_chars: int = setting(100_000, "longest narrate text (or stored lesson)", minimum=1)
     max_queued_narrations: int = setting(8, "narrations a session may have queued or paused at once", minimum=1)  # fmt: skip
     max_sessions: int = setting(100, "open sessions per server", minimum=1)
+    # Load-aware admission (trio_voice.admission): 1 s of queueing for a model is past what a voice
+    # reply can absorb (the budget from end of speech to first audio is ~1.2 s).
+    admission_queue_wait_ms: float = setting(1000.0, "new sessions are refused (server_full, 1013) while model calls wait longer than this for their turn (p90 over 10 s); 0 disables", minimum=0)  # fmt: skip
     idle_timeout: float = setting(300.0, "seconds without any client frame before the session is closed", above=0)  # fmt: skip
     max_audio_realtime_factor: float = setting(3.0, "input audio faster than this times real time is refused", above=0)  # fmt: skip
     max_messages_per_second: float = setting(50.0, "JSON messages per second per session (burst of the same)", above=0)  # fmt: skip

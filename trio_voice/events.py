@@ -53,6 +53,7 @@ class ErrorEvent:
     response_id: str | None = None
     reason: str | None = None  # a finer cause, for codes that have several (resume_failed)
     instance_id: str | None = None  # resume_failed wrong_instance: the instance holding the session
+    retry_after_ms: int | None = None  # server_full: when to try again
 
 
 @attrs.frozen

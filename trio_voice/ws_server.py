@@ -14,6 +14,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from . import codec
+from .admission import refusal
 from .auth import identify, origin_allowed
 from .events import ErrorEvent
 from .session_host import SessionHost
@@ -51,10 +52,16 @@ async def serve_voice(
             await request.reject(403, body=b"origin not allowed")
             return
         ws = await request.accept()
-        if len(sessions) >= config.max_sessions:
+        refused = refusal(
+            open_sessions=len(sessions),
+            max_sessions=config.max_sessions,
+            waits=telemetry.recent_waits,
+            max_wait_ms=config.admission_queue_wait_ms,
+        )
+        if refused is not None:
             telemetry.error(codec.codes.SERVER_FULL)
             event = ErrorEvent(
-                codec.codes.SERVER_FULL, f"the server is at its limit of {config.max_sessions} sessions"
+                codec.codes.SERVER_FULL, refused.message, retry_after_ms=refused.retry_after_ms
             )
             try:
                 await ws.send_message(codec.ServerConnection().send(event))
