@@ -118,6 +118,9 @@ class Config:
     # --- several instances (issue 14): shared state in Redis, each instance named in resume routes ------
     redis_url: str | None = setting(None, "redis://host:6379/0: resume routes, presence, typing and fan-out shared by several instances (default: in this process)")  # fmt: skip
     redis_prefix: str = setting("trio-voice:", "prefix of every Redis key and channel (several deployments may share one Redis)")  # fmt: skip
+    # --workers N (trio_voice.workers): N processes share the ports; each is an instance of its own.
+    workers: int = setting(1, "server processes sharing the ports (SO_REUSEPORT), one per core; they share one embedded llama-server", minimum=1)  # fmt: skip
+    worker_peers: tuple[tuple[str, str], ...] = setting((), "the workers' (instance_id, hand-over socket) pairs, set by the parent process", cli=False, converter=tuple)  # fmt: skip
     instance_id: str | None = setting(None, "this instance's name in resume routes and session.created, as the load balancer routes it (?instance=NAME); default: a random one")  # fmt: skip
     history_messages: int = setting(20, "messages of context sent to the LLM per turn (newest kept)", minimum=1)  # fmt: skip
 

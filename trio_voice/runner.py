@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
@@ -42,7 +42,17 @@ async def open_fake_engines(config: Config, fake: FakeEngines | None = None) -> 
         yield Engines(llm=llm, tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
 
 
-async def _main(config: Config, fake_engines: FakeEngines | None) -> None:
+def print_ready(listening: Listening) -> None:
+    """The ready line tests, tools and people wait for."""
+    print(f"trio-voice ready: {listening.ws_url}  {listening.http_url}/", flush=True)
+
+
+async def serve_process(
+    config: Config,
+    fake_engines: FakeEngines | None,
+    on_ready: Callable[[Listening], None] = print_ready,
+) -> None:
+    """One server process until SIGINT/SIGTERM has run the graceful shutdown (a worker is one too)."""
     async with AsyncExitStack() as stack:
         engines = (
             await stack.enter_async_context(open_fake_engines(config, fake_engines)) if fake_engines else None
@@ -56,7 +66,7 @@ async def _main(config: Config, fake_engines: FakeEngines | None) -> None:
 
             nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
             listening: Listening = await nursery.start(serve_then_stop)
-            print(f"trio-voice ready: {listening.ws_url}  {listening.http_url}/", flush=True)
+            on_ready(listening)
 
 
 async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
@@ -73,6 +83,10 @@ async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
 
 
 def run_server(config: Config, *, fake_engines: FakeEngines | None = None) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
-    trio.run(_main, config, fake_engines)
+    """Run until SIGINT/SIGTERM (``--workers N``: N worker processes, trio_voice.workers); the exit code."""
+    if config.workers > 1 and not config.worker_peers:
+        from .workers import run_workers
+
+        return run_workers(config, fake_engines)
+    trio.run(serve_process, config, fake_engines)
     return 0

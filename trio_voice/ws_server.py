@@ -11,12 +11,13 @@ import logging
 from functools import partial
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from . import codec
 from .admission import refusal
 from .auth import identify, origin_allowed
 from .events import ErrorEvent
+from .handoff import serve_voice_listener
 from .session_host import SessionHost
 from .session_link import serve_connection
 
@@ -82,15 +83,13 @@ async def serve_voice(
                     pass
 
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(
+        port = await nursery.start(
             partial(
-                serve_websocket,
+                serve_voice_listener,  # a plain TCP listener, or a worker's (trio_voice.handoff)
                 handle,
-                config.host,
-                config.ws_port,
-                None,
+                config,
                 handler_nursery=handler_nursery,
                 max_message_size=config.max_frame_bytes * HARD_FRAME_FACTOR,
             )
         )
-        task_status.started(server.port)
+        task_status.started(port)
