@@ -78,3 +78,13 @@ def test_on_real_speech_the_gate_changes_no_decision() -> None:
     assert (ungated >= 0.5).sum() > 20  # both utterances were heard
     assert gate.skipped > 0.4 * len(chunks)
     assert np.abs(ungated - gated).max() < 0.3
+
+
+def test_the_config_turns_the_gate_off_at_minus_200_dbfs() -> None:
+    """-200 dBFS gives Silero alone (digital silence would pass any finite threshold); the default gates."""
+    from trio_voice.config import Config
+    from trio_voice.vad import gated_silero_factory
+
+    assert type(gated_silero_factory(Config(vad_gate_dbfs=-200.0))()) is SileroVAD
+    gate = gated_silero_factory(Config())()
+    assert isinstance(gate, EnergyGate) and gate.threshold == pytest.approx(10 ** (-70 / 20))

@@ -113,7 +113,13 @@ class EnergyGate:
         self.skipped_tail.clear()
 
 
-def gated_silero_factory(config: Config) -> Callable[[], EnergyGate]:
-    """What ``Engines.vad_factory`` holds: Silero behind the gate (-200 dBFS: a gate that never closes)."""
+# At or below this, ``vad_gate_dbfs`` turns the gate off (digital silence is below any threshold).
+GATE_OFF_DBFS = -200.0
+
+
+def gated_silero_factory(config: Config) -> Callable[[], EnergyGate | SileroVAD]:
+    """What ``Engines.vad_factory`` holds: Silero behind the gate, or alone when the gate is off."""
     threshold = config.vad_gate_dbfs
+    if threshold <= GATE_OFF_DBFS:
+        return SileroVAD
     return lambda: EnergyGate(SileroVAD(), threshold_dbfs=threshold)
