@@ -197,6 +197,21 @@ async def test_a_verdict_before_the_transcript_starts_the_reply_as_soon_as_it_is
     assert done.metrics["speculative"] is True
 
 
+async def test_a_confirmed_speculation_whose_quick_transcript_loops_is_transcribed_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The turn ends while its speculative transcript is on its way, and that quick transcript comes back
+    empty (a looping decode): it is redone in full, as the turn's final, and the user is answered."""
+    async with trio.open_nursery() as nursery:
+        v = await start(nursery, model=FakeTurnModel(default=0.99, delay=0.04), stt_speed=0.2)
+        v.stt.loops = True
+        await v.say((1.0, 3.0))
+        nursery.cancel_scope.cancel()
+    [(_, final)] = v.of(TranscriptFinal)
+    [(_, done)] = v.of(ReplyDone)
+    assert final.text.startswith("I spoke for") and done.status == "completed"
+
+
 async def test_an_unsure_model_leaves_the_fallback_silence_to_end_the_turn(
     autojump_clock: trio.abc.Clock,
 ) -> None:

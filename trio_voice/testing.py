@@ -139,7 +139,8 @@ class FakeSTT:
     """A scripted recognizer: ``text(audio)`` after ``seconds_per_audio_second`` × the clip length of sleep.
 
     The default transcript says how long the clip was, so tests can tell partials from finals; silent
-    clips come back as "" like whisper's blank output.
+    clips come back as "" like whisper's blank output. ``loops`` makes every quick decode (``partial``)
+    come back "" like a looping short-window decode of whisper's, which only a full decode gets right.
     """
 
     sample_rate: int = 16000
@@ -150,6 +151,7 @@ class FakeSTT:
     multilingual: bool = False  # True: like a multilingual whisper, any language may be asked for
     detected: str = "en"  # what ``detect`` hears
     languages: list[str | None] = attrs.field(factory=list)  # the language of each call, in order
+    loops: bool = False
 
     async def detect(self, audio: np.ndarray) -> tuple[str, str]:
         """``(transcript, language)``: the transcript, and ``detected``."""
@@ -165,6 +167,8 @@ class FakeSTT:
         try:
             await trio.sleep(seconds * self.seconds_per_audio_second)
             if audio.size == 0 or float(np.sqrt(np.mean(np.square(audio)))) < 0.01:
+                return ""
+            if partial and self.loops:
                 return ""
             return self.text(audio)
         finally:

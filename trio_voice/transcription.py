@@ -139,19 +139,32 @@ async def _final(job: FinalJob, *, ctx: SessionContext) -> None:
 
 
 async def _speculation(job: SpeculationJob, *, ctx: SessionContext) -> None:
-    """Transcribe the speech so far for speculative reply ``job.attempt`` (unless it was abandoned)."""
+    """Transcribe the speech so far for speculative reply ``job.attempt`` (unless it was abandoned).
+
+    Quick first: a looping transcript (rare, and slow to redo) comes back empty and is left for the turn's
+    end to redo. But when the turn has already ended on exactly this speech (confirmed while this ran),
+    this *is* the turn's final transcript: then it is redone in full if it came back empty, and a failure
+    or an utterance without words is reported as a final would be, since no other final is coming.
+    """
     turns = ctx.state.turns
     if not turns.speculation_live(job.attempt):
         return
     turn: PendingTurn | None = None
     try:
         try:
-            # Quick: a looping transcript (rare, and slow to redo) is left for the turn's end to redo.
             text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech, quick=True)
+            if not text and turns.speculation_confirmed(job.attempt):
+                text, detected = await _words(job.audio, ctx=ctx, clear_speech=job.clear_speech)
         except RecognitionError as exc:
             logger.warning("session %s: speculative transcription failed: %s", ctx.state.session_id, exc)
+            if turns.speculation_confirmed(job.attempt):
+                await ctx.error(exc)
             return
-        if text and not ctx.shutdown.draining.is_set():
+        if not text:
+            if turns.speculation_confirmed(job.attempt):
+                await ctx.send(TranscriptFinal("", detected))
+            return
+        if not ctx.shutdown.draining.is_set():
             marks = {**job.marks, "transcript_final": trio.current_time()}
             turn = PendingTurn(
                 TurnKind.CHAT,

@@ -255,6 +255,12 @@ class TurnControl:
         """Whether speculative reply ``attempt`` is still wanted (not abandoned or replaced)."""
         return self._speculation is not None and self._speculation.attempt == attempt
 
+    def speculation_confirmed(self, attempt: int) -> bool:
+        """Whether the turn ended on speculation ``attempt``'s speech before its transcript was ready:
+        that transcript is then the turn's final one."""
+        spec = self._speculation
+        return spec is not None and spec.attempt == attempt and spec.confirmed_marks is not None
+
     def speculation_started(self, attempt: int) -> None:
         """The listener is transcribing the speech so far for a speculative reply ``attempt``."""
         self._speculation = Speculation(attempt)
