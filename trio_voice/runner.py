@@ -83,10 +83,6 @@ async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
 
 
 def run_server(config: Config, *, fake_engines: FakeEngines | None = None) -> int:
-    """Run until SIGINT/SIGTERM (``--workers N``: N worker processes, trio_voice.workers); the exit code."""
-    if config.workers > 1 and not config.worker_peers:
-        from .workers import run_workers
-
-        return run_workers(config, fake_engines)
+    """Run one server process until SIGINT/SIGTERM (``--workers N`` is trio_voice.workers); the exit code."""
     trio.run(serve_process, config, fake_engines)
     return 0

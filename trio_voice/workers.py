@@ -40,6 +40,7 @@ import trio
 from .config import Config
 from .handoff import bind_tcp
 from .ids import new_id
+from .log_setup import setup_logging
 from .runner import FakeEngines, print_ready, serve_process
 from .server import Listening
 
@@ -79,8 +80,6 @@ def worker_configs(config: Config, *, llm_url: str | None, run_dir: Path) -> lis
 
 def worker_main(config: Config, fake: FakeEngines | None, ready: Any, index: int) -> None:
     """A worker process: a full server; it reports its ports (or its failure) on ``ready``."""
-    from .cli import setup_logging
-
     os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which passes it on once
     setup_logging(config.log_level, config.log_format)
     if config.db_path is not None:
