@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import wave
 from functools import partial
 from pathlib import Path
@@ -178,3 +179,23 @@ async def test_encoded_replies_are_recorded_as_the_stream_that_was_sent(tmp_path
     assert recorded.headers["content-type"] == "audio/mpeg"
     assert recorded.content == streamed
     assert [line["file"] for line in listing["transcript"] if line["type"] == "reply_done"] == [name]
+
+
+async def test_what_was_queued_before_a_stop_is_still_written(tmp_path: Path) -> None:
+    """A stop is immediate for what comes next, but what was queued before it (a reply's last line, when
+    the client turned recording off right after the reply) is written: the writer may lag behind."""
+    recording = Recording("sess_1", tmp_path)
+    recording.start({"session_id": "sess_1"})
+    await recording.on_user_text("user_message", "hello")
+    recording.stop()  # before the writer has taken anything
+    await recording.on_user_text("user_message", "not recorded")
+
+    async def never_fails(error: Exception) -> None:
+        raise AssertionError(error)
+
+    recording.close()
+    with trio.fail_after(10):
+        await recording_task(recording, RecordingBudget(tmp_path, 2**20), on_failure=never_fails)
+    transcript = tmp_path / "sess_1" / "transcript.jsonl"
+    lines = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert [line["text"] for line in lines] == ["hello"]

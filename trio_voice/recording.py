@@ -154,6 +154,12 @@ class Recording:
             self.active = False
             self._put_nowait(("stop", None))
 
+    def close(self) -> None:
+        """Nothing more will be recorded: ``recording_task`` writes what is queued, then returns."""
+        self.active = False
+        if self._tx is not None:
+            self._tx.close()
+
     def _put_nowait(self, item: tuple[str, Any]) -> None:
         assert self._tx is not None
         try:
@@ -288,11 +294,16 @@ async def recording_task(recording: Recording, budget: RecordingBudget, *, on_fa
     """
     files = _Files(recording.directory, budget)
     assert recording._rx is not None
+    # Whether the queue, read in order, is inside a start … stop stretch. Not ``recording.active``: a
+    # stop is immediate there, while what was queued before it (a reply's last line) is still to write.
+    writing = False
     try:
         async with recording._rx:
             async for kind, value in recording._rx:
-                if kind not in ("start", "stop") and not recording.active:
-                    continue  # queued before a stop (or a failure)
+                if kind in ("start", "stop"):
+                    writing = kind == "start"
+                elif not writing:
+                    continue  # queued after a failure, before the next start
                 try:
                     await trio.to_thread.run_sync(files.handle, kind, value)
                 except (OSError, RecordingError) as exc:
@@ -302,7 +313,7 @@ async def recording_task(recording: Recording, budget: RecordingBudget, *, on_fa
                         else RecordingError(f"cannot write the recording: {exc}")
                     )
                     logger.warning("session %s: recording stopped: %s", recording.session_id, error)
-                    recording.active = False
+                    recording.active = writing = False
                     await trio.to_thread.run_sync(files.close)
                     await on_failure(error)
     finally:

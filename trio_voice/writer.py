@@ -86,11 +86,14 @@ async def send_task(
             if isinstance(item, CloseConnection):
                 outbox.close(item)
                 continue
-            await outbox.append(frame_for(connection, item))
-            if on_sent is not None:
-                on_sent(item.event, trio.current_time())
+            frame = frame_for(connection, item)
+            # The tap hears the event before any connection can see it: a client that reacts to it (say,
+            # stops the recording) must find it already recorded.
             if tap is not None:
                 await tap(item.event)
+            await outbox.append(frame)
+            if on_sent is not None:
+                on_sent(item.event, trio.current_time())
 
 
 async def deliver_task(ws: WebSocketConnection, outbox: Outbox, attachment: Attachment) -> bool:
