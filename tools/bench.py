@@ -19,6 +19,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -356,9 +357,8 @@ async def bench_capacity(args: argparse.Namespace) -> dict:
     )
     levels: list[dict] = []
     baseline: float | None = None
-    async with open_server(
-        args.url, fake=True, extra=["--max-sessions", "100000", "--idle-timeout", "600"]
-    ) as server:
+    extra = ["--max-sessions", "100000", "--idle-timeout", "600", *shlex.split(args.server_args)]
+    async with open_server(args.url, fake=True, extra=extra) as server:
         for n in (int(x) for x in args.levels.split(",")):
             rec = await run_level(
                 server.url, plan, sessions=n, ramp=args.ramp, duration=args.duration, server_pid=server.pid
@@ -402,6 +402,8 @@ async def bench_capacity(args: argparse.Namespace) -> dict:
             "max_added_ms": args.max_added_ms,
             "max_error_rate": args.max_error_rate,
             "frame_ms": args.frame_ms,
+            "server_args": args.server_args,
+            "load_average": os.getloadavg(),
         },
         keep_samples=False,
     )
@@ -445,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
         frame_ms=20,
         max_added_ms=300.0,
         max_error_rate=0.01,
+        # e.g. "--fake-vad silero" (the real VAD in the frame path) or "--workers 2"
+        server_args="",
     )
     return p
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import sys
 import types
@@ -16,38 +14,14 @@ import attrs
 
 from .config import Config
 from .errors import ConfigError
+from .log_setup import JsonFormatter as JsonFormatter
+from .log_setup import setup_logging
 
 SERVE_EPILOG = """\
 With no --llm-url, the embedded llama.cpp server answers with SmolLM2-135M (demo quality).
 Point --llm-url at Ollama (--llm-api ollama, e.g. http://127.0.0.1:11434) or any OpenAI-compatible
 server (--llm-api openai, e.g. http://127.0.0.1:8000) for real answers.
 """
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "hypercorn.access", "trio-websocket"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _flag(field: attrs.Attribute[Any]) -> str:
@@ -123,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instant fake models from trio_voice.testing, for load tests and benchmarks only",
     )
+    serve.add_argument(
+        "--fake-vad",
+        choices=("energy", "silero"),
+        default="energy",
+        help="with --fake-engines: the fake energy VAD, or the real Silero VAD (behind the energy gate)",
+    )
 
     prepare = commands.add_parser("prepare", help="prepare and check the embedded models, then exit")
     prepare.add_argument(
@@ -189,9 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trio-voice serve: error: {message}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
-    from .runner import run_server
+    from .runner import FakeEngines, run_server
 
-    return run_server(config, fake_engines=args.fake_engines)
+    fake = FakeEngines(vad=args.fake_vad) if args.fake_engines else None
+    if config.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(config, fake)
+    return run_server(config, fake_engines=fake)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "plain sentences. Never use markdown, lists, code, emoji or special symbols. Spell out what a listener "
     "needs to hear."
 )
+
+
+# An instance's name goes into URLs (?instance=NAME) and the load balancer's map: keep it plain.
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def default_data_dir() -> Path:
@@ -110,6 +115,13 @@ class Config:
     data_dir: Path = setting(factory=default_data_dir, help="models cache and database", converter=Path)
     db_path: Path | None = setting(None, "SQLite file (default DATA_DIR/conversations.sqlite3)", flag="--db", converter=_optional_path)  # fmt: skip
     database_url: str | None = setting(None, "postgresql://user@host/db: a conversation store several instances share, instead of the SQLite file")  # fmt: skip
+    # --- several instances (issue 14): shared state in Redis, each instance named in resume routes ------
+    redis_url: str | None = setting(None, "redis://host:6379/0: resume routes, presence, typing and fan-out shared by several instances (default: in this process)")  # fmt: skip
+    redis_prefix: str = setting("trio-voice:", "prefix of every Redis key and channel (several deployments may share one Redis)")  # fmt: skip
+    # --workers N (trio_voice.workers): N processes share the ports; each is an instance of its own.
+    workers: int = setting(1, "server processes sharing the ports (SO_REUSEPORT), one per core; they share one embedded llama-server", minimum=1)  # fmt: skip
+    worker_peers: tuple[tuple[str, str], ...] = setting((), "the workers' (instance_id, hand-over socket) pairs, set by the parent process", cli=False, converter=tuple)  # fmt: skip
+    instance_id: str | None = setting(None, "this instance's name in resume routes and session.created, as the load balancer routes it (?instance=NAME); default: a random one")  # fmt: skip
     history_messages: int = setting(20, "messages of context sent to the LLM per turn (newest kept)", minimum=1)  # fmt: skip
 
     # --- LLM --------------------------------------------------------------------------------------
@@ -164,6 +176,8 @@ class Config:
     stt_threads: int = setting(1, "whisper.cpp threads", minimum=1)
     partial_interval: float = setting(0.5, "seconds of new speech between transcript.partial events", above=0)  # fmt: skip
     vad_threshold: float = setting(0.5, "speech probability above which audio counts as speech", minimum=0.0, maximum=1.0)  # fmt: skip
+    # The energy gate in front of Silero (trio_voice.vad): chunks quieter than this skip the model.
+    vad_gate_dbfs: float = setting(-70.0, "input quieter than this (chunk RMS, dBFS) for 256 ms skips the VAD model; -200 turns the gate off", minimum=-200.0, maximum=0.0)  # fmt: skip
     vad_silence_ms: int = setting(500, "silence that ends a user turn, in ms", minimum=0, maximum=10_000)
     vad_prefix_ms: int = setting(300, "audio kept before speech start, in ms", minimum=0, maximum=2_000)
     input_sample_rate: int = setting(16000, "default input audio rate of a session", minimum=8000, maximum=48000)  # fmt: skip
@@ -188,6 +202,9 @@ class Config:
     max_narration_chars: int = setting(100_000, "longest narrate text (or stored lesson)", minimum=1)
     max_queued_narrations: int = setting(8, "narrations a session may have queued or paused at once", minimum=1)  # fmt: skip
     max_sessions: int = setting(100, "open sessions per server", minimum=1)
+    # Load-aware admission (trio_voice.admission): 1 s of queueing for a model is past what a voice
+    # reply can absorb (the budget from end of speech to first audio is ~1.2 s).
+    admission_queue_wait_ms: float = setting(1000.0, "new sessions are refused (server_full, 1013) while model calls wait longer than this for their turn (p90 over 10 s); 0 disables", minimum=0)  # fmt: skip
     idle_timeout: float = setting(300.0, "seconds without any client frame before the session is closed", above=0)  # fmt: skip
     max_audio_realtime_factor: float = setting(3.0, "input audio faster than this times real time is refused", above=0)  # fmt: skip
     max_messages_per_second: float = setting(50.0, "JSON messages per second per session (burst of the same)", above=0)  # fmt: skip
@@ -234,6 +251,10 @@ class Config:
             user, sep, token = entry.partition("=")
             if not sep or not user.strip() or not token.strip():
                 raise ConfigError(f"user_tokens entries are USER=TOKEN, not {entry!r}")
+        if self.instance_id is not None and not INSTANCE_ID.fullmatch(self.instance_id):
+            raise ConfigError(
+                f"instance_id must be 1-64 letters, digits, '.', '_' or '-', not {self.instance_id!r}"
+            )
         first, longest = self.llama_restart_backoff
         if not 0 < first <= longest:
             raise ConfigError(

@@ -27,6 +27,7 @@ class SessionCreated:
     conversation_id: str
     config: Mapping[str, Any]
     resume_token: str | None = None  # None when the server keeps no session for a resume
+    instance_id: str | None = None  # the server instance holding the session: where a resume must go
 
 
 @attrs.frozen
@@ -54,6 +55,8 @@ class ErrorEvent:
     message: str
     response_id: str | None = None
     reason: str | None = None  # a finer cause, for codes that have several (resume_failed)
+    instance_id: str | None = None  # resume_failed wrong_instance: the instance holding the session
+    retry_after_ms: int | None = None  # server_full: when to try again
 
 
 @attrs.frozen

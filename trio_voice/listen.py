@@ -163,7 +163,8 @@ class Listener:
             return
         chunks, self.pending = self.pending[:whole].reshape(-1, CHUNK_SAMPLES), self.pending[whole:]
         self._update_echo_guard()
-        if getattr(self.vad, "blocking", True):
+        needs_model = getattr(self.vad, "needs_model", None)  # the energy gate: silence needs no thread
+        if getattr(self.vad, "blocking", True) and (needs_model is None or needs_model(chunks)):
             probabilities = await trio.to_thread.run_sync(
                 partial(_probabilities, self.vad, self.echo, chunks)
             )

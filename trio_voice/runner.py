@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import attrs
 import trio
 
 from .config import Config
@@ -17,21 +18,45 @@ from .server import Listening, serve
 logger = logging.getLogger(__name__)
 
 
+@attrs.frozen
+class FakeEngines:
+    """``--fake-engines`` and which VAD is in its frame path (how slow the fake LLM is, is
+    ``Config.fake_llm_token_delay``)."""
+
+    vad: str = "energy"  # "energy" (the fake) or "silero" (the real one, behind the energy gate)
+
+
 @asynccontextmanager
-async def open_fake_engines(config: Config) -> AsyncIterator[Engines]:
+async def open_fake_engines(config: Config, fake: FakeEngines | None = None) -> AsyncIterator[Engines]:
     """Instant fake models with a real store: for the capacity benchmark and load tests only."""
     from .storage import open_store
     from .testing import FakeLLM, FakeTTS, fake_voice_input
+    from .vad import gated_silero_factory
 
+    fake = fake or FakeEngines()
     async with open_store(config.store_location) as store:
         stt, vad_factory = fake_voice_input()
+        if fake.vad == "silero":
+            vad_factory = gated_silero_factory(config)  # type: ignore[assignment]
         llm = FakeLLM(token_delay=config.fake_llm_token_delay)
         yield Engines(llm=llm, tts=FakeTTS(), store=store, stt=stt, vad_factory=vad_factory)
 
 
-async def _main(config: Config, fake_engines: bool) -> None:
+def print_ready(listening: Listening) -> None:
+    """The ready line tests, tools and people wait for."""
+    print(f"trio-voice ready: {listening.ws_url}  {listening.http_url}/", flush=True)
+
+
+async def serve_process(
+    config: Config,
+    fake_engines: FakeEngines | None,
+    on_ready: Callable[[Listening], None] = print_ready,
+) -> None:
+    """One server process until SIGINT/SIGTERM has run the graceful shutdown (a worker is one too)."""
     async with AsyncExitStack() as stack:
-        engines = await stack.enter_async_context(open_fake_engines(config)) if fake_engines else None
+        engines = (
+            await stack.enter_async_context(open_fake_engines(config, fake_engines)) if fake_engines else None
+        )
         shutdown = Shutdown()
         async with trio.open_nursery() as nursery:
 
@@ -41,7 +66,7 @@ async def _main(config: Config, fake_engines: bool) -> None:
 
             nursery.start_soon(_watch_signals, shutdown, nursery.cancel_scope)
             listening: Listening = await nursery.start(serve_then_stop)
-            print(f"trio-voice ready: {listening.ws_url}  {listening.http_url}/", flush=True)
+            on_ready(listening)
 
 
 async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
@@ -57,7 +82,7 @@ async def _watch_signals(shutdown: Shutdown, scope: trio.CancelScope) -> None:
             shutdown.request()
 
 
-def run_server(config: Config, *, fake_engines: bool = False) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
-    trio.run(_main, config, fake_engines)
+def run_server(config: Config, *, fake_engines: FakeEngines | None = None) -> int:
+    """Run one server process until SIGINT/SIGTERM (``--workers N`` is trio_voice.workers); the exit code."""
+    trio.run(serve_process, config, fake_engines)
     return 0

@@ -27,7 +27,7 @@ from .lifecycle import SessionRegistry, Shutdown
 from .offline import sweep_task
 from .recording import RecordingBudget
 from .session_host import Services, SessionHost
-from .shared import InProcessState, SharedState
+from .shared import SharedState, open_shared_state
 from .startup import open_engines
 from .telemetry import Telemetry
 from .ws_server import serve_voice
@@ -71,8 +71,8 @@ async def serve(
 ) -> None:
     """Run the server until cancelled, or until ``shutdown`` is requested and has run its course.
 
-    ``engines`` defaults to the real models (loaded here); ``shared`` to the in-process shared state
-    over the engines' store. ``task_status.started(Listening(...))`` is called once every listener
+    ``engines`` defaults to the real models (loaded here); ``shared`` to the one the config asks for
+    (in this process, or Redis with ``redis_url``) over the engines' store. ``task_status.started(Listening(...))`` is called once every listener
     accepts connections. See ``trio_voice.lifecycle`` for the shutdown phases.
     """
     telemetry = telemetry or Telemetry()
@@ -94,6 +94,10 @@ async def _serve_with(
     shared: SharedState | None,
     task_status: trio.TaskStatus[Listening],
 ) -> None:
+    if shared is None:
+        async with open_shared_state(config, engines.store) as opened:
+            await _serve_with(config, engines, telemetry, shutdown, opened, task_status)
+        return
     sessions = SessionRegistry()
     recordings = None
     if config.recording == "allowed":
@@ -106,7 +110,7 @@ async def _serve_with(
         telemetry=telemetry,
         sessions=sessions,
         shutdown=shutdown,
-        shared=shared or InProcessState(engines.store, max_queued=config.offline_max_queued),
+        shared=shared,
         replies={},
         recordings=recordings,
     )

@@ -48,6 +48,7 @@ from .codec import codes
 from .converse import converse_task
 from .errors import TrioVoiceError
 from .events import ErrorEvent, SessionCreated, SessionUpdated
+from .fair_queue import current_flow
 from .ids import new_id
 from .limits import TokenBucket
 from .listen import listen_task
@@ -118,6 +119,7 @@ async def run_session(
         turns=TurnControl(services.replies),
     )
     state.turns.background = state.narrations.next_turn
+    current_flow.set(state.session_id)  # the session's model calls queue as one flow (fair_queue)
     if identity.user_id is not None:
         state.user.set_user(identity.user_id, from_token=True)
     resumable = wire.resumable and config.resume_ttl > 0
@@ -169,6 +171,7 @@ async def run_session(
                         conversation_id,
                         state.config_view(config, engines.voices),
                         token,
+                        shared.instance_id,
                     )
                 )
                 nursery.start_soon(

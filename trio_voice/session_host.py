@@ -54,11 +54,13 @@ def token_digest(token: str) -> str:
 
 
 class ResumeRefused(Exception):
-    """A ``session.resume`` that cannot be honoured; ``reason`` is a ``ResumeFailure``."""
+    """A ``session.resume`` that cannot be honoured; ``reason`` is a ``ResumeFailure``, and
+    ``instance_id`` names the instance to go to when the reason is ``wrong_instance``."""
 
-    def __init__(self, reason: ResumeFailure, message: str) -> None:
+    def __init__(self, reason: ResumeFailure, message: str, *, instance_id: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.instance_id = instance_id
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +147,15 @@ class SessionHost:
             raise ResumeRefused(reason, f"session {request.session_id} has ended ({route.ended})")
         if identity.user_id is not None and route.user_id not in (None, identity.user_id):
             raise ResumeRefused(ResumeFailure.USER_MISMATCH, "that session belongs to another user")
+        if route.instance_id != shared.instance_id:
+            # Behind a load balancer the client reached another instance than the one holding the
+            # session (sessions do not move): say which one, so it reconnects with ?instance=ID.
+            raise ResumeRefused(
+                ResumeFailure.WRONG_INSTANCE,
+                f"session {request.session_id} is held by instance {route.instance_id}; "
+                f"reconnect to /v1/voice?instance={route.instance_id}",
+                instance_id=route.instance_id,
+            )
         live = self.live.get(request.session_id)
         if live is None or live.ending:
             raise ResumeRefused(ResumeFailure.SESSION_EXPIRED, f"session {request.session_id} has ended")

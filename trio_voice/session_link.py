@@ -118,9 +118,10 @@ async def attached(
         except ResumeRefused as refused:
             host.services.telemetry.resume(refused.reason)
             ctx.telemetry.error(codes.RESUME_FAILED)
-            await ctx.send(
-                ErrorEvent(codes.RESUME_FAILED, str(refused), reason=refused.reason), request.request_id
+            error = ErrorEvent(
+                codes.RESUME_FAILED, str(refused), reason=refused.reason, instance_id=refused.instance_id
             )
+            await ctx.send(error, request.request_id)
             return None
         state = target.state
         await ctx.send(

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
-import trio
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .errors import ModelPreparationError, TurnModelError
+from .fair_queue import FairLimiter
 from .threads import WaitObserver, run_model_call
 from .turn_features import SAMPLE_RATE, model_input
 
@@ -102,7 +102,7 @@ class EndOfTurnModel:
         self._lock = threading.Lock()
         self.threads = threads
         self.path = path
-        self.limiter = trio.CapacityLimiter(1)
+        self.limiter = FairLimiter(1)  # sessions take turns (trio_voice.fair_queue)
         self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod

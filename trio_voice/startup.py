@@ -19,6 +19,7 @@ import trio
 from .config import Config
 from .engines import TTS, Engines
 from .errors import ConfigError, ModelPreparationError
+from .fair_queue import FairLimiter
 from .llm import EmbeddedLLMStats, LLMClient, serve_embedded_llm
 from .llm.client import make_http_client
 from .storage import open_store
@@ -153,7 +154,7 @@ async def _load_tts(config: Config, loaded: Loaded) -> None:
     """The packaged voice and every ``--tts-model`` voice, all behind one shared limiter."""
     from .tts import Synthesizer
 
-    limiter = trio.CapacityLimiter(config.tts_instances)
+    limiter = FairLimiter(config.tts_instances)
     sources = [
         (None, read_voice_info_packaged()),
         *((path, read_voice_info(path)) for path in config.tts_model),
@@ -201,7 +202,7 @@ async def _load_stt(config: Config, loaded: Loaded) -> None:
     """whisper.cpp (converting the packaged tiny.en once, into the cache dir) and Silero VAD."""
     from .models.whisper_ggml import ensure_whisper_model
     from .stt import Recognizer
-    from .vad import SileroVAD
+    from .vad import gated_silero_factory
 
     model = config.stt_model
     if model is None:
@@ -209,4 +210,4 @@ async def _load_stt(config: Config, loaded: Loaded) -> None:
     stt = await trio.to_thread.run_sync(partial(Recognizer.load, model, threads=config.stt_threads))
     await trio.to_thread.run_sync(stt.transcribe_sync, np.zeros(stt.sample_rate, dtype=np.float32))  # warm-up
     loaded.stt = stt
-    loaded.vad_factory = SileroVAD
+    loaded.vad_factory = gated_silero_factory(config)

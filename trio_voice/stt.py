@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import trio
 
 from trio_voice.errors import ModelPreparationError, RecognitionError
+from trio_voice.fair_queue import FairLimiter
 from trio_voice.threads import WaitObserver, run_model_call
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Recognizer:
         self._lock = threading.Lock()
         self.threads = threads
         self.model_path = model_path
-        self.limiter = trio.CapacityLimiter(1)
+        self.limiter = FairLimiter(1)  # sessions take turns (trio_voice.fair_queue)
         self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod

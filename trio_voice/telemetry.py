@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .admission import RecentWaits
 from .codec.codes import ReplyStatus
 
 # Latency buckets in seconds, dense where a conversation lives (0.2-2 s).
@@ -42,6 +43,7 @@ class Telemetry:
     def __init__(self, thresholds: HealthThresholds | None = None) -> None:
         self.thresholds = thresholds or HealthThresholds()
         self.registry = CollectorRegistry()
+        self.recent_waits = RecentWaits()
         r = self.registry
         self.sessions_open = Gauge("trio_voice_sessions_open", "Sessions connected now", registry=r)
         self.sessions_total = Counter("trio_voice_sessions", "Sessions opened", registry=r)
@@ -147,6 +149,7 @@ class Telemetry:
 
     def observe_queue_wait(self, engine: str, seconds: float) -> None:
         self.queue_wait.labels(engine=engine).observe(seconds)
+        self.recent_waits.observe(seconds)  # what admission judges load by (trio_voice.admission)
 
     def watch_llm_restarts(self, source: Callable[[], int]) -> None:
         self._llm_restarts_source = source

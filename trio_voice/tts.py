@@ -36,6 +36,7 @@ from piper import PiperVoice
 from piper.config import PiperConfig
 
 from .errors import SynthesisError
+from .fair_queue import FairLimiter
 from .threads import WaitObserver, run_model_call
 
 __all__ = ["DEFAULT_THREADS_PER_INSTANCE", "Synthesizer"]
@@ -112,7 +113,7 @@ class Synthesizer:
         self.instances = instances
         self.sample_rate: int = voice.config.sample_rate
         # Several voices share one limiter, so together they run no more steps at once than one voice.
-        self.limiter = limiter if limiter is not None else trio.CapacityLimiter(instances)
+        self.limiter = limiter if limiter is not None else FairLimiter(instances)
         self.on_queue_wait: WaitObserver | None = None  # seconds each call waited for the limiter
 
     @classmethod

@@ -16,12 +16,14 @@ from functools import partial
 from urllib.parse import parse_qs
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from . import codec
+from .admission import refusal
 from .auth import identify, origin_allowed
 from .config import Config
 from .events import ErrorEvent
+from .handoff import serve_voice_listener
 from .native_wire import NativeWire
 from .realtime import codes as realtime_codes
 from .realtime_wire import RealtimeWire
@@ -68,10 +70,16 @@ async def serve_voice(
             return
         wire = wire_for(path, query, request.headers, config)
         ws = await request.accept()
-        if len(sessions) >= config.max_sessions:
+        refused = refusal(
+            open_sessions=len(sessions),
+            max_sessions=config.max_sessions,
+            waits=telemetry.recent_waits,
+            max_wait_ms=config.admission_queue_wait_ms,
+        )
+        if refused is not None:
             telemetry.error(codec.codes.SERVER_FULL)
             event = ErrorEvent(
-                codec.codes.SERVER_FULL, f"the server is at its limit of {config.max_sessions} sessions"
+                codec.codes.SERVER_FULL, refused.message, retry_after_ms=refused.retry_after_ms
             )
             try:
                 for frame in wire.render(Outgoing(event)):
@@ -93,18 +101,16 @@ async def serve_voice(
                     pass
 
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(
+        port = await nursery.start(
             partial(
-                serve_websocket,
+                serve_voice_listener,  # a plain TCP listener, or a worker's (trio_voice.handoff)
                 handle,
-                config.host,
-                config.ws_port,
-                None,
+                config,
                 handler_nursery=handler_nursery,
                 max_message_size=config.max_frame_bytes * HARD_FRAME_FACTOR,
             )
         )
-        task_status.started(server.port)
+        task_status.started(port)
 
 
 def wire_for(path: str, query: str, headers: list[tuple[bytes, bytes]], config: Config) -> Wire:

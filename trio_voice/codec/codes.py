@@ -120,6 +120,7 @@ class ResumeFailure(StrEnum):
     INVALID_SEQ = "invalid_seq"  # last_seq is ahead of what the session sent
     NOT_FIRST_MESSAGE = "not_first_message"  # session.resume after other messages on this connection
     RESUME_DISABLED = "resume_disabled"  # the server keeps no session for a resume (resume_ttl 0)
+    WRONG_INSTANCE = "wrong_instance"  # another instance holds the session (the error names it)
 
 
 RESUME_FAILURES: Final = frozenset(ResumeFailure)

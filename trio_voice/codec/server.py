@@ -28,18 +28,34 @@ from .client import TurnDetection
 from .fields import is_integer, is_number
 
 # Field kinds: "str", "int", "number", "bool", "object", "base64" (bytes on our side), "str|null" (always
-# present, may be null), "str?" (left out when None).
+# present, may be null), "str?" and "int?" (left out when None).
 _EVENTS: Mapping[type, tuple[str, Mapping[str, str]]] = {
     events.SessionCreated: (
         "session.created",
-        {"session_id": "str", "conversation_id": "str", "config": "object", "resume_token": "str?"},
+        {
+            "session_id": "str",
+            "conversation_id": "str",
+            "config": "object",
+            "resume_token": "str?",
+            "instance_id": "str?",
+        },
     ),
     events.SessionResumed: (
         "session.resumed",
         {"session_id": "str", "conversation_id": "str", "last_seq": "int", "replayed": "int"},
     ),
     events.SessionUpdated: ("session.updated", {"conversation_id": "str", "config": "object"}),
-    events.ErrorEvent: ("error", {"code": "str", "message": "str", "response_id": "str?", "reason": "str?"}),
+    events.ErrorEvent: (
+        "error",
+        {
+            "code": "str",
+            "message": "str",
+            "response_id": "str?",
+            "reason": "str?",
+            "instance_id": "str?",
+            "retry_after_ms": "int?",
+        },
+    ),
     events.WarningEvent: ("warning", {"code": "str", "message": "str", "response_id": "str?"}),
     events.Pong: ("pong", {}),
     events.SpeechStarted: ("input.speech_started", {"audio_start_ms": "int"}),
@@ -170,7 +186,7 @@ def encode_event(event: events.ServerEvent, *, seq: int, request_id: str | None 
         _check_reply_done(event)
     for name, kind in kinds.items():
         value = getattr(event, name)
-        if kind == "str?" and value is None:
+        if kind in ("str?", "int?") and value is None:
             continue
         if kind == "base64":
             if len(value) % 2 and getattr(event, "format", "pcm16") == "pcm16":
@@ -250,6 +266,7 @@ def _check_kind(wire_type: str, name: str, kind: str, value: object) -> None:
     ok = {
         "str": isinstance(value, str),
         "str?": value is None or isinstance(value, str),
+        "int?": value is None or is_integer(value),
         "str|null": value is None or isinstance(value, str),
         "int": is_integer(value),
         "number": is_number(value),
@@ -289,7 +306,7 @@ def _check_server_object(obj: object) -> None:
     _check_kind(wire_type, "request_id", "str?", obj.get("request_id"))
     _, kinds = _BY_WIRE_TYPE[wire_type]
     for name, kind in kinds.items():
-        if kind != "str?" and name not in obj:
+        if kind not in ("str?", "int?") and name not in obj:
             raise _fail(f"{wire_type}: field {name!r} is required")
         _check_kind(wire_type, name, kind, obj.get(name))
 

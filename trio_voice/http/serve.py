@@ -19,6 +19,7 @@ import trio
 
 from trio_voice.config import Config
 from trio_voice.engines import Engines
+from trio_voice.handoff import bind_tcp
 from trio_voice.lifecycle import Shutdown
 from trio_voice.telemetry import Telemetry
 
@@ -58,6 +59,8 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not hypercorn's stderr
     hc.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    if config.workers > 1:  # --workers: every worker binds the same port (SO_REUSEPORT); hypercorn gets it
+        hc.bind = [f"fd://{bind_tcp(config.host, config.http_port, reuse_port=True).detach()}"]
     hc.graceful_timeout = config.shutdown_grace  # requests in flight when a shutdown starts may finish
     return hc
 

@@ -4,6 +4,10 @@
   and its records.
 - ``local``: :class:`InProcessState`, the embedded default: dictionaries of this process, offline
   messages in the conversation store.
+- ``redis_state``: ``RedisState``, the same for several instances (``--redis-url``), over
+  ``redis_client`` (redis-py in worker threads) and ``wire`` (its records as JSON).
+- ``fanout`` (this process's subscribers), ``offline_store`` (offline messages in the store, for both),
+  ``opening`` (:func:`open_shared_state`: the one the config asks for).
 """
 
 from .interface import PRESENCE_STATUSES as PRESENCE_STATUSES
@@ -17,3 +21,4 @@ from .interface import TypingChanged as TypingChanged
 from .interface import UserEvent as UserEvent
 from .interface import UserPresence as UserPresence
 from .local import InProcessState as InProcessState
+from .opening import open_shared_state as open_shared_state

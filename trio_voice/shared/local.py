@@ -3,36 +3,31 @@
 Routes, presence and subscribers live in dictionaries of this process; offline messages go to the
 conversation store (SQLite or PostgreSQL), so they survive a restart. Everything is bounded: tombstones
 and remembered ``last_seen`` times are kept for a fixed number of sessions and users (oldest forgotten
-first), a subscriber's channel holds ``SUBSCRIBER_BUFFER`` events and a subscriber that falls further
-behind loses the newest (counted in ``dropped``), and each user's queue holds ``max_queued`` messages.
+first), a subscriber's channel is bounded (``fanout.SUBSCRIBER_BUFFER``), and each user's queue holds
+``max_queued`` messages.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 import trio
 
 from ..ids import new_id
-from ..storage import ConversationStore, OfflineMessage
+from ..storage import ConversationStore
+from .fanout import LocalFanout
 from .interface import (
-    MessageQueued,
-    QueueFull,
     SessionPresence,
     SessionRoute,
     UserEvent,
     UserPresence,
 )
+from .offline_store import OfflineInStore
 
-logger = logging.getLogger(__name__)
-
-# Events a subscriber may have waiting; presence and typing are indicators, so a stuck session loses them.
-SUBSCRIBER_BUFFER = 64
 # Ended sessions remembered (so a late resume learns why), and users whose last_seen outlives them.
 MAX_TOMBSTONES = 10_000
 MAX_REMEMBERED_USERS = 100_000
@@ -45,7 +40,7 @@ def _bounded_put(mapping: OrderedDict, key: object, value: object, limit: int) -
         mapping.popitem(last=False)
 
 
-class InProcessState:
+class InProcessState(OfflineInStore):
     """``SharedState`` for one process. ``clock`` is the wall clock (tests pass their own)."""
 
     def __init__(
@@ -64,8 +59,7 @@ class InProcessState:
         self._tombstones: OrderedDict[str, SessionRoute] = OrderedDict()
         self._presence: dict[str, dict[str, SessionPresence]] = {}
         self._last_seen: OrderedDict[str, float] = OrderedDict()
-        self._subscribers: dict[str, set[trio.MemorySendChannel[UserEvent]]] = {}
-        self.dropped = 0  # events lost by subscribers that fell behind
+        self._fanout = LocalFanout()
 
     def now(self) -> float:
         return self.clock()
@@ -125,43 +119,12 @@ class InProcessState:
     # --- fan-out ------------------------------------------------------------------------------------
     async def publish(self, event: UserEvent) -> None:
         await trio.lowlevel.checkpoint()
-        for channel in list(self._subscribers.get(event.user_id, ())):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                self.dropped += 1
-                logger.debug("a subscriber of %s fell behind; dropped %r", event.user_id, event)
-            except trio.BrokenResourceError:
-                pass  # its session is ending and has stopped reading
+        self._fanout.deliver(event)
 
-    @asynccontextmanager
-    async def subscribe(self, user_id: str) -> AsyncIterator[trio.MemoryReceiveChannel[UserEvent]]:
-        send, receive = trio.open_memory_channel[UserEvent](SUBSCRIBER_BUFFER)
-        self._subscribers.setdefault(user_id, set()).add(send)
-        try:
-            with receive:
-                yield receive
-        finally:
-            subscribers = self._subscribers.get(user_id, set())
-            subscribers.discard(send)
-            if not subscribers:
-                self._subscribers.pop(user_id, None)
-            send.close()
+    def subscribe(self, user_id: str) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[UserEvent]]:
+        return self._fanout.subscribe(user_id)
 
-    # --- offline queue ------------------------------------------------------------------------------
-    async def queue_message(self, message: OfflineMessage) -> None:
-        if not await self.store.queue_offline(message, max_queued=self.max_queued):
-            raise QueueFull(f"user {message.user_id!r} has {self.max_queued} messages waiting already")
-        await self.publish(MessageQueued(message.user_id, message.message_id))
-
-    async def pending_messages(self, user_id: str) -> list[OfflineMessage]:
-        return await self.store.pending_offline(user_id, now=self.clock())
-
-    async def mark_delivered(self, user_id: str, message_id: str) -> bool:
-        return await self.store.mark_offline_delivered(user_id, message_id, now=self.clock())
-
-    async def messages(self, user_id: str, *, limit: int) -> list[OfflineMessage]:
-        return await self.store.offline_messages(user_id, limit=limit)
-
-    async def drop_expired(self) -> int:
-        return await self.store.drop_expired_offline(now=self.clock())
+    @property
+    def dropped(self) -> int:
+        """Events lost by subscribers that fell behind."""
+        return self._fanout.dropped
