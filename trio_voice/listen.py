@@ -28,6 +28,7 @@ real time, which is what live microphones do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import attrs
@@ -59,6 +60,8 @@ MAX_UTTERANCE_S = 30.0
 CLEAR_SPEECH = 0.8
 # Audio after the last speech chunk that goes to the recognizer with the utterance (word tails).
 TAIL_MS = 100
+# Playback updates the echo guard may owe before it is told anyway (bounds the listener's memory).
+MAX_ECHO_BACKLOG = 256
 
 
 @attrs.frozen
@@ -95,6 +98,7 @@ class Listener:
         self.manual_start_ms = 0.0  # turn_detection "none": audio since the last commit/clear
         self.clock = (0.0, 0.0)  # (stream ms, server time) at the last frame
         self.echo = EchoGuard() if ctx.config.echo_guard else None
+        self.echo_backlog: list[Callable[[], None]] = []  # what the guard has yet to be told, in order
         self.mailbox: Mailbox[PartialJob] = Mailbox()
         self.checks: Mailbox[TurnCheck] = (
             Mailbox()
@@ -125,23 +129,35 @@ class Listener:
         return at_ms - (at_time - server_time) * 1000.0
 
     def _update_echo_guard(self) -> None:
-        """Tell the echo guard what the client has been playing since the last frame."""
+        """Note what the client has been playing since the last frame, on the microphone's clock.
+
+        The guard is told lazily (:func:`_probabilities`): only before it must judge a chunk loud enough
+        to matter, or when the backlog grows long. Most reply audio plays while the user listens in
+        silence, and resampling it for a guard that never needs it was a third of a busy server's time.
+        """
         entries = self.ctx.state.playback.drain()
         if self.echo is None:
             return
         for entry in entries:
             match entry:
                 case Sent():
-                    self.echo.reply_audio(
-                        entry.pcm,
-                        entry.sample_rate,
-                        sent_at_ms=self.stream_ms(entry.at),
-                        reply=entry.response_id,
+                    self.echo_backlog.append(
+                        partial(
+                            self.echo.reply_audio,
+                            entry.pcm,
+                            entry.sample_rate,
+                            sent_at_ms=self.stream_ms(entry.at),
+                            reply=entry.response_id,
+                        )
                     )
                 case Heard():
-                    self.echo.reply_played(entry.played_ms, at_ms=self.stream_ms(entry.at))
+                    self.echo_backlog.append(
+                        partial(self.echo.reply_played, entry.played_ms, at_ms=self.stream_ms(entry.at))
+                    )
                 case Stopped():
-                    self.echo.reply_stopped(self.stream_ms(entry.at))
+                    self.echo_backlog.append(partial(self.echo.reply_stopped, self.stream_ms(entry.at)))
+        if len(self.echo_backlog) > MAX_ECHO_BACKLOG:
+            _tell(self.echo_backlog)
 
     # --- audio in ---------------------------------------------------------------------------------
     async def on_audio(self, item: AudioIn) -> None:
@@ -166,10 +182,10 @@ class Listener:
         needs_model = getattr(self.vad, "needs_model", None)  # the energy gate: silence needs no thread
         if getattr(self.vad, "blocking", True) and (needs_model is None or needs_model(chunks)):
             probabilities = await trio.to_thread.run_sync(
-                partial(_probabilities, self.vad, self.echo, chunks)
+                partial(_probabilities, self.vad, self.echo, chunks, self.echo_backlog)
             )
         else:
-            probabilities = _probabilities(self.vad, self.echo, chunks)
+            probabilities = _probabilities(self.vad, self.echo, chunks, self.echo_backlog)
         async with self.lock:
             self._follow_settings()
             for p in probabilities:
@@ -368,18 +384,31 @@ def _until_now(decision: Decision, now_ms: float) -> Decision:
     return attrs.evolve(decision, end_ms=now_ms) if isinstance(decision, TurnEnd) else decision
 
 
-def _probabilities(vad, echo: EchoGuard | None, chunks: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
+def _probabilities(
+    vad, echo: EchoGuard | None, chunks: np.ndarray, backlog: list[Callable[[], None]]
+) -> list[float]:  # type: ignore[no-untyped-def]
     """Speech probability per chunk; 0 for a chunk the echo guard finds is the reply's own echo.
 
-    The VAD sees every chunk (its state follows the audio), and so does the guard (its window too).
+    The VAD sees every chunk (its state follows the audio), and so does the guard (its window too); the
+    guard is told what was played (``backlog``) just before the first chunk loud enough to judge.
     """
     probabilities = []
     for chunk in chunks:
         p = vad.probability(chunk)
-        if echo is not None and echo.check(chunk).echo:
-            p = 0.0
+        if echo is not None:
+            if backlog and float(np.sqrt(np.mean(np.square(chunk)))) >= echo.settings.min_chunk_rms:
+                _tell(backlog)
+            if echo.check(chunk).echo:
+                p = 0.0
         probabilities.append(p)
     return probabilities
+
+
+def _tell(backlog: list[Callable[[], None]]) -> None:
+    """Give the echo guard what it has yet to be told, in order."""
+    for update in backlog:
+        update()
+    backlog.clear()
 
 
 async def listen_task(audio_rx: trio.MemoryReceiveChannel[ListenItem], *, ctx: SessionContext) -> None:
