@@ -174,12 +174,12 @@ async def test_when_the_user_goes_on_the_held_reply_vanishes_unsent(autojump_clo
     assert {e.response_id for _, e in v.of(TextDelta)} == {created.response_id}
 
 
-async def test_a_verdict_before_the_transcript_starts_the_reply_as_soon_as_it_is_transcribed(
+async def test_a_complete_verdict_waits_for_the_words_and_the_reply_follows_them_at_once(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    """With a recognizer slower than the model (as whisper is), the turn is confirmed while the speculative
-    transcription still runs: the reply then starts the moment that transcript is ready, from the pause's
-    transcription (not a second one), and counts as speculative."""
+    """With a recognizer slower than the model (as whisper is), the model's "complete" is checked against
+    the speculative transcript before the turn ends: the turn ends when those words are known, and the
+    reply, started from that transcript (no second transcription), goes out right after."""
     async with trio.open_nursery() as nursery:
         v = await start(nursery, model=FakeTurnModel(default=0.99, delay=0.04), stt_speed=0.2)
         speech_end = await v.say((1.0, 2.0))
@@ -187,14 +187,29 @@ async def test_a_verdict_before_the_transcript_starts_the_reply_as_soon_as_it_is
     [(stopped_at, _)] = v.of(SpeechStopped)
     [(final_at, _)] = v.of(TranscriptFinal)
     [(created_at, _)] = v.of(ReplyCreated)
-    assert stopped_at - speech_end == pytest.approx(0.24, abs=CHUNK_S + FRAME_S)
-    # 1.3 s of audio at 0.2 s per second, started at the 200 ms pause: ready ~0.46 s after speech end.
-    assert final_at - speech_end == pytest.approx(0.2 + 0.26, abs=CHUNK_S + FRAME_S)
-    assert created_at == final_at
+    # 1.3 s of audio at 0.2 s per second, started 128 ms into the pause: known ~0.39 s after speech end.
+    assert stopped_at - speech_end == pytest.approx(0.128 + 0.26, abs=CHUNK_S + FRAME_S)
+    assert stopped_at <= final_at <= created_at <= stopped_at + 0.01
     # Partials came at 0.7 s and 1.2 s of audio; the final's clip (lead, speech and tail) is 1.3 s, once.
     assert sum(1 for seconds in v.stt.calls if seconds >= 1.3) == 1
     [(_, done)] = v.of(ReplyDone)
     assert done.metrics["speculative"] is True
+
+
+async def test_a_complete_sound_on_unfinished_words_waits_for_the_fallback(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The model hears a finished turn, but the words stop on "a": the turn is not over; the fallback
+    silence ends it (or speech would have resumed), and the reply is to those words, not earlier."""
+    async with trio.open_nursery() as nursery:
+        v = await start(nursery, model=FakeTurnModel(default=0.99, delay=0.04), turn_fallback_ms=900)
+        v.stt.text = lambda audio: "How many days are there in a"
+        speech_end = await v.say((1.0, 2.0))
+        nursery.cancel_scope.cancel()
+    [(stopped_at, _)] = v.of(SpeechStopped)
+    assert stopped_at - speech_end == pytest.approx(0.9, abs=CHUNK_S + FRAME_S)
+    registry = v.ctx.telemetry.registry
+    assert registry.get_sample_value("trio_voice_turn_ends_total", {"reason": "unfinished_words"}) == 1.0
 
 
 async def test_a_confirmed_speculation_whose_quick_transcript_loops_is_transcribed_again(

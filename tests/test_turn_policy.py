@@ -55,6 +55,30 @@ def test_tentative_pause_runs_the_model_and_starts_a_speculative_reply() -> None
     assert feed(p, SILENCE, 5) == []  # one check per pause
 
 
+def test_speculation_can_start_before_the_model_check() -> None:
+    """With speculate_ms 128, the reply starts 128 ms into the pause (its transcription gets ahead), and
+    the model is still asked at 200 ms; speech resuming after both abandons the reply, once."""
+    p = policy(speculate_ms=128)
+    feed(p, SPEECH, 10)  # voiced until 320 ms
+    assert feed(p, SILENCE, 3) == []  # 96 ms
+    assert feed(p, SILENCE, 1) == [(448.0, StartSpeculation(1, 0.0, 320.0))]  # 128 ms
+    assert feed(p, SILENCE, 2) == []
+    assert feed(p, SILENCE, 1) == [(544.0, RunTurnModel(2, 0.0, 544.0))]  # 224 ms
+    assert feed(p, SPEECH, 1) == [(576.0, AbandonSpeculation(1))]
+    assert p.verdict(2, 0.99) == []  # stale: the user went on
+
+
+def test_speech_resuming_before_the_check_abandons_an_early_speculation() -> None:
+    """A hesitation of 160 ms: long enough to start a reply, too short for the model; the reply is dropped
+    when speech resumes, and the next pause may start another."""
+    p = policy(speculate_ms=128)
+    feed(p, SPEECH, 10)
+    feed(p, SILENCE, 5)  # 160 ms: speculation 1 started at 128 ms
+    assert feed(p, SPEECH, 1) == [(512.0, AbandonSpeculation(1))]
+    feed(p, SPEECH, 5)
+    assert [d for _, d in feed(p, SILENCE, 4)] == [StartSpeculation(2, 0.0, 672.0)]
+
+
 def test_complete_verdict_ends_the_turn_at_once_and_keeps_the_speculative_reply() -> None:
     """A verdict at or above the threshold ends the turn where the stream is, confirming the held reply."""
     p = policy(threshold=0.8)

@@ -189,6 +189,9 @@ class Config:
     turn_fallback_ms: int = setting(700, "semantic turn detection: silence that ends a turn whatever the model says, in ms", minimum=300, maximum=10_000)  # fmt: skip
     turn_pause_ms: int = setting(200, "semantic turn detection: silence after which the model judges the pause, in ms", minimum=64, maximum=1000)  # fmt: skip
     turn_speculative: bool = setting(True, "semantic turn detection: start the reply at a pause, held until the turn is confirmed")  # fmt: skip
+    # 128 ms, ahead of the 200 ms model check: the reply's transcription (~130 ms) is the long pole after
+    # a turn's end, and starting it earlier puts it ahead of the verdict instead of behind it.
+    turn_speculate_ms: int = setting(128, "semantic turn detection: silence after which a speculative reply starts, in ms", minimum=32, maximum=1000)  # fmt: skip
     # The echo guard (trio_voice.echo): speech detection ignores microphone audio that is the reply's own
     # echo (a speaker-phone), judged against the reply audio sent; ~0.5 ms per chunk while a reply plays.
     echo_guard: bool = setting(True, "ignore the reply's own echo in the microphone when detecting speech")

@@ -37,6 +37,7 @@ import trio
 
 from .audio import Resampler, pcm16_to_float, resample
 from .codec import codes
+from .completeness import ends_unfinished
 from .echo import EchoGuard
 from .errors import RecognitionError, RemoteProtocolError, TurnModelError
 from .events import ErrorEvent, SpeechStarted, SpeechStopped, TranscriptPartial
@@ -66,10 +67,12 @@ MAX_ECHO_BACKLOG = 256
 
 @attrs.frozen
 class TurnCheck:
-    """A pause to judge: the end-of-turn model's input and the policy's check id."""
+    """A pause to judge: the end-of-turn model's input, the policy's check id, and the speculative reply
+    started in this pause (its transcript is the words the verdict is checked against), if any."""
 
     check: int
     audio: np.ndarray = attrs.field(repr=lambda a: f"<{a.size} samples>")
+    speculation: int | None = None
 
 
 class Listener:
@@ -86,7 +89,11 @@ class Listener:
         self.jobs_tx = jobs_tx
         self.vad = ctx.engines.vad_factory()
         self.window = AudioWindow()
-        self.detector = make_detector(ctx.state.turn_detection, pause_ms=ctx.config.turn_pause_ms)
+        self.detector = make_detector(
+            ctx.state.turn_detection,
+            pause_ms=ctx.config.turn_pause_ms,
+            speculate_ms=ctx.config.turn_speculate_ms,
+        )
         self.lock = trio.Lock()
         self.resampler: Resampler | None = None
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD chunk
@@ -100,9 +107,10 @@ class Listener:
         self.echo = EchoGuard() if ctx.config.echo_guard else None
         self.echo_backlog: list[Callable[[], None]] = []  # what the guard has yet to be told, in order
         self.mailbox: Mailbox[PartialJob] = Mailbox()
-        self.checks: Mailbox[TurnCheck] = (
-            Mailbox()
-        )  # the newest pause to judge (older verdicts would be stale)
+        self.speculation: int | None = None  # the last speculative reply started
+        self.partial_scope: trio.CancelScope | None = None  # the partial transcription under way
+        # The newest pause to judge (older verdicts would be stale).
+        self.checks: Mailbox[TurnCheck] = Mailbox()
 
     # --- settings ---------------------------------------------------------------------------------
     @property
@@ -114,9 +122,16 @@ class Listener:
         td = self.ctx.state.turn_detection
         if td.type in ("server_vad", "semantic") and td.type != kind_of(self.detector):
             if not self.detector.in_speech:
-                self.detector = make_detector(td, pause_ms=self.ctx.config.turn_pause_ms)
+                self.detector = make_detector(
+                    td, pause_ms=self.ctx.config.turn_pause_ms, speculate_ms=self.ctx.config.turn_speculate_ms
+                )
             return
-        configure(self.detector, td, pause_ms=self.ctx.config.turn_pause_ms)
+        configure(
+            self.detector,
+            td,
+            pause_ms=self.ctx.config.turn_pause_ms,
+            speculate_ms=self.ctx.config.turn_speculate_ms,
+        )
 
     def server_time(self, stream_ms: float) -> float:
         """The server time at which stream position ``stream_ms`` was (or will be) live."""
@@ -209,7 +224,12 @@ class Listener:
                 case TurnEnd():
                     await self.on_turn_end(decision, announced=announced)
                 case RunTurnModel(check=check, start_ms=start_ms, end_ms=end_ms):
-                    self.checks.post(TurnCheck(check, self.window.between(start_ms, end_ms)))
+                    live = (
+                        self.speculation
+                        if self.ctx.state.turns.speculation_live(self.speculation or 0)
+                        else None
+                    )
+                    self.checks.post(TurnCheck(check, self.window.between(start_ms, end_ms), live))
                 case StartSpeculation():
                     self.start_speculation(decision)
                 case AbandonSpeculation(attempt=attempt):
@@ -261,6 +281,9 @@ class Listener:
         except trio.WouldBlock:
             turns.abandon(start.attempt)
             return
+        self.speculation = start.attempt
+        if self.partial_scope is not None:
+            self.partial_scope.cancel()  # a partial still waiting for the recognizer would only delay this
         self.ctx.telemetry.speculation("started")
 
     async def on_turn_end(self, end: TurnEnd, *, announced: bool = False) -> None:
@@ -350,13 +373,18 @@ class Listener:
             job = await self.mailbox.take()
             if job.utterance != self.utterance:
                 continue
+            text = None
             try:
-                text = await self.ctx.engines.stt.transcribe(  # type: ignore[union-attr]
-                    job.audio, partial=True, language=self.ctx.state.language
-                )
+                # Cancelled (while still in line for the recognizer) when a speculative reply needs it.
+                with trio.CancelScope() as self.partial_scope:
+                    text = await self.ctx.engines.stt.transcribe(  # type: ignore[union-attr]
+                        job.audio, partial=True, language=self.ctx.state.language
+                    )
             except RecognitionError as exc:
                 logger.warning("session %s: partial transcription failed: %s", self.ctx.state.session_id, exc)
                 continue
+            finally:
+                self.partial_scope = None
             if job.utterance == self.utterance and text and not is_hallucination(text):
                 await self.ctx.send(TranscriptPartial(text))
 
@@ -374,9 +402,29 @@ class Listener:
                     "session %s: turn model failed, waiting for silence: %s", self.ctx.state.session_id, exc
                 )
                 continue
+            if job.speculation is not None and probability >= self.detector.settings.threshold:
+                probability = await self._checked_against_words(job.speculation, probability)
             async with self.lock:
                 if isinstance(self.detector, TurnPolicy):
                     await self.act(self.detector.verdict(job.check, probability))
+
+    async def _checked_against_words(self, speculation: int, probability: float) -> float:
+        """The model says "complete": unless the words so far stop on an article, a conjunction or a
+        preposition (see ``trio_voice.completeness``), which no sentence ends on.
+
+        Waits for the speculative reply's transcript, which the reply cannot go out without anyway.
+        """
+        text = await self.ctx.state.turns.wait_speculation_text(speculation)
+        if text is not None and ends_unfinished(text, self.ctx.state.language):
+            logger.info(
+                "session %s: the model heard a finished turn (%.2f) in words that are not: %r",
+                self.ctx.state.session_id,
+                probability,
+                text,
+            )
+            self.ctx.telemetry.turn_end("unfinished_words")
+            return 0.0
+        return probability
 
 
 def _until_now(decision: Decision, now_ms: float) -> Decision:

@@ -272,6 +272,17 @@ class TurnControl:
         """Whether speculative reply ``attempt`` is still wanted (not abandoned or replaced)."""
         return self._speculation is not None and self._speculation.attempt == attempt
 
+    async def wait_speculation_text(self, attempt: int) -> str | None:
+        """The words speculative reply ``attempt`` was transcribed to, once they are known; None if it is
+        gone (abandoned, replaced, empty) or the turn already ended on it."""
+        while True:
+            spec = self._speculation
+            if spec is None or spec.attempt != attempt or spec.confirmed_marks is not None:
+                return None
+            if spec.turn is not None:
+                return spec.turn.text
+            await self._changed.wait()
+
     def speculation_confirmed(self, attempt: int) -> bool:
         """Whether the turn ended on speculation ``attempt``'s speech before its transcript was ready:
         that transcript is then the turn's final one."""
@@ -297,8 +308,8 @@ class TurnControl:
             return
         if turn is None:
             self._speculation = None
-            return
-        spec.turn = turn
+        else:
+            spec.turn = turn
         self._notify()
 
     def confirm(self, attempt: int, marks: Mapping[str, float]) -> bool:

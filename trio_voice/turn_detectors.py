@@ -76,27 +76,42 @@ def segmenter_settings(td: codec.TurnDetection) -> SegmenterSettings:
     return SegmenterSettings(threshold=td.threshold, silence_ms=td.silence_ms, prefix_ms=td.prefix_ms)
 
 
-def semantic_settings(td: codec.TurnDetection, *, pause_ms: int) -> SemanticSettings:
+def semantic_settings(
+    td: codec.TurnDetection, *, pause_ms: int, speculate_ms: int | None = None
+) -> SemanticSettings:
     assert td.eagerness is not None and td.fallback_ms is not None and td.speculative is not None
+    pause_ms = min(pause_ms, td.fallback_ms - 1)
     return SemanticSettings.for_eagerness(
         td.eagerness,  # type: ignore[arg-type]
         fallback_ms=td.fallback_ms,
-        pause_ms=min(pause_ms, td.fallback_ms - 1),
+        pause_ms=pause_ms,
         speculative=td.speculative,
+        speculate_ms=None if speculate_ms is None else min(speculate_ms, pause_ms),
     )
 
 
-def make_detector(td: codec.TurnDetection, *, pause_ms: int) -> SilenceDetector | TurnPolicy:
+def make_detector(
+    td: codec.TurnDetection, *, pause_ms: int, speculate_ms: int | None = None
+) -> SilenceDetector | TurnPolicy:
     """The detector for the session's ``turn_detection`` (``server_vad`` or ``semantic``)."""
     if td.type == "semantic":
-        return TurnPolicy(segmenter_settings(td), semantic_settings(td, pause_ms=pause_ms))
+        settings = semantic_settings(td, pause_ms=pause_ms, speculate_ms=speculate_ms)
+        return TurnPolicy(segmenter_settings(td), settings)
     return SilenceDetector(segmenter_settings(td))
 
 
-def configure(detector: SilenceDetector | TurnPolicy, td: codec.TurnDetection, *, pause_ms: int) -> None:
+def configure(
+    detector: SilenceDetector | TurnPolicy,
+    td: codec.TurnDetection,
+    *,
+    pause_ms: int,
+    speculate_ms: int | None = None,
+) -> None:
     """New settings of the same type, from ``session.update``: a turn in progress goes on under them."""
     if isinstance(detector, TurnPolicy):
-        detector.configure(segmenter_settings(td), semantic_settings(td, pause_ms=pause_ms))
+        detector.configure(
+            segmenter_settings(td), semantic_settings(td, pause_ms=pause_ms, speculate_ms=speculate_ms)
+        )
     else:
         detector.configure(segmenter_settings(td))
 

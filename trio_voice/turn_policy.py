@@ -58,6 +58,9 @@ class SemanticSettings:
     pause_ms: int = 200  # silence that makes a pause tentative: the model runs, a reply may start
     fallback_ms: int = EAGERNESS["medium"][1]  # silence that ends the turn whatever the model said
     speculative: bool = True  # start replies at tentative pauses, held until the turn is confirmed
+    # Silence after which a speculative reply starts (None: at pause_ms, with the model check). Shorter
+    # than pause_ms puts the reply's transcription ahead of the verdict, which it would otherwise trail.
+    speculate_ms: int | None = None
     max_speculative: int = 2  # speculative starts per turn (each resumption of speech wastes one)
     max_speculative_ms: int = 10_000  # no speculative start once the utterance is longer than this
 
@@ -68,6 +71,8 @@ class SemanticSettings:
             raise ValueError(
                 f"need 0 < pause_ms < fallback_ms, not pause_ms={self.pause_ms}, fallback_ms={self.fallback_ms}"
             )
+        if self.speculate_ms is not None and not 0 < self.speculate_ms <= self.pause_ms:
+            raise ValueError(f"need 0 < speculate_ms <= pause_ms, not speculate_ms={self.speculate_ms}")
         if self.max_speculative < 0 or self.max_speculative_ms < 0:
             raise ValueError("max_speculative and max_speculative_ms must be >= 0")
 
@@ -142,7 +147,8 @@ class _Turn:
 
     start: SpeechStart
     last_voiced_ms: float  # end of the last voiced chunk
-    paused: bool = False  # a tentative pause was reached since the last voiced chunk
+    paused: bool = False  # a tentative pause was reached since the last voiced chunk (the model was asked)
+    speculated: bool = False  # a speculative reply was considered in this pause (started or not)
     check: int | None = None  # the model call about the current pause; older verdicts are stale
     probability: float | None = None
     speculation: int | None = None  # the live held reply, if any
@@ -188,10 +194,14 @@ class TurnPolicy:
             return self._end(decision, "fallback")
         if self.segmenter.is_voiced(probability):
             turn.last_voiced_ms = self.position_ms
-            return self._resume(turn) if turn.paused else []
-        if turn.paused or self.position_ms - turn.last_voiced_ms < self.settings.pause_ms:
-            return []
-        return self._pause(turn)
+            return self._resume(turn) if turn.paused or turn.speculated else []
+        silence = self.position_ms - turn.last_voiced_ms
+        decisions: list[Decision] = []
+        if not turn.paused and silence >= self.settings.pause_ms:
+            decisions.append(self._pause(turn))
+        if not turn.speculated and silence >= (self.settings.speculate_ms or self.settings.pause_ms):
+            decisions += self._speculate(turn)
+        return decisions
 
     def verdict(self, check: int, probability: float) -> list[Decision]:
         """The model's P(complete) for ``RunTurnModel(check, …)``; ends the turn if it is high enough."""
@@ -224,10 +234,13 @@ class TurnPolicy:
         return [] if turn is None else self._abandon(turn)
 
     # --- transitions --------------------------------------------------------------------------------
-    def _pause(self, turn: _Turn) -> list[Decision]:
+    def _pause(self, turn: _Turn) -> RunTurnModel:
         turn.paused = True
         turn.check = self._new_id()
-        decisions: list[Decision] = [RunTurnModel(turn.check, turn.start.start_ms, self.position_ms)]
+        return RunTurnModel(turn.check, turn.start.start_ms, self.position_ms)
+
+    def _speculate(self, turn: _Turn) -> list[Decision]:
+        turn.speculated = True
         s = self.settings
         if (
             s.speculative
@@ -236,11 +249,12 @@ class TurnPolicy:
         ):
             turn.speculation = self._new_id()
             turn.speculative_starts += 1
-            decisions.append(StartSpeculation(turn.speculation, turn.start.start_ms, turn.last_voiced_ms))
-        return decisions
+            return [StartSpeculation(turn.speculation, turn.start.start_ms, turn.last_voiced_ms)]
+        return []
 
     def _resume(self, turn: _Turn) -> list[Decision]:
         turn.paused = False
+        turn.speculated = False
         turn.check = None
         turn.probability = None
         return self._abandon(turn)
